@@ -1,0 +1,243 @@
+//! The agent core: turns a `PolicyRequest` into a `PolicyResponse` by
+//! compiling (once) and evaluating the request's chain on the current
+//! policy snapshot.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use policy_proto::agent::{
+    GetAgentConfigResponse, PolicyInfo as ProtoPolicyInfo, PolicyPhase, PolicyRequest, PolicyResponse,
+};
+use policy_rego::Phase;
+
+use crate::builtins::{NativeBuiltins, RateLimiter, RateLimiterConfig, RecordedCall};
+use crate::chain::{ChainSpec, OnFailure};
+use crate::config::AgentConfig;
+use crate::context::{InputLimits, build_input, decision_to_response, error_response};
+use crate::error::{EvalError, SetupError};
+use crate::policyset::{CompiledChain, EngineStats, PolicySet};
+use crate::registry::PolicyRegistry;
+use crate::worker::{self, EnginePath};
+
+/// What one execution produced, for the caller's records and metrics.
+#[derive(Debug)]
+pub struct Execution {
+    pub response: PolicyResponse,
+    /// How the chain was evaluated; `None` when it failed before evaluation.
+    pub engine: Option<EnginePath>,
+    pub error: Option<EvalError>,
+    pub recorded: Vec<RecordedCall>,
+    pub duration: Duration,
+}
+
+/// The agent core.
+pub struct Agent {
+    config: AgentConfig,
+    policies: RwLock<Arc<PolicySet>>,
+    builtins: NativeBuiltins,
+    stats: Arc<EngineStats>,
+}
+
+impl Agent {
+    /// An agent with the built-in policies and the data of `config`.
+    pub fn try_new(config: AgentConfig) -> Result<Self, SetupError> {
+        let data = crate::data::load_data(&config.data)?;
+        Self::with_data(config, data)
+    }
+
+    /// An agent with the built-in policies and `data`.
+    pub fn with_data(config: AgentConfig, data: serde_json::Value) -> Result<Self, SetupError> {
+        let limiter = RateLimiter::new(RateLimiterConfig {
+            max_keys: config.rate_limit_max_keys,
+            max_idle: config.rate_limit_max_idle,
+        });
+        let builtins = NativeBuiltins::new(Arc::new(limiter));
+        let stats = Arc::new(EngineStats::default());
+        let registry = Arc::new(PolicyRegistry::builtin()?);
+        let revision = content_revision(&registry, &data);
+        let set = PolicySet::try_new(registry, data, builtins.clone(), &revision, stats.clone())?;
+        Ok(Self {
+            config,
+            policies: RwLock::new(Arc::new(set)),
+            builtins,
+            stats,
+        })
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// The policy snapshot in use.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.policies.read().clone()
+    }
+
+    /// Replaces the data (a new snapshot; in-flight requests finish on theirs).
+    pub fn replace_data(&self, data: serde_json::Value) -> Result<(), SetupError> {
+        let registry = self.policies().registry.clone();
+        let revision = content_revision(&registry, &data);
+        let set = PolicySet::try_new(registry, data, self.builtins.clone(), &revision, self.stats.clone())?;
+        *self.policies.write() = Arc::new(set);
+        Ok(())
+    }
+
+    /// Engine counters (compiled chains, VM fallbacks, evaluations, panics).
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The discovery answer of spec §3.3.
+    pub fn agent_config(&self) -> GetAgentConfigResponse {
+        let set = self.policies();
+        let supported_policies = set
+            .registry()
+            .iter()
+            .map(|p| ProtoPolicyInfo {
+                name: p.info.name.clone(),
+                version: p.info.version.clone(),
+                description: p.info.description.clone(),
+                metadata_schema: p.info.schema.to_string(),
+                supported_phases: p
+                    .info
+                    .phases
+                    .iter()
+                    .map(|ph| match ph {
+                        Phase::Request => PolicyPhase::Request as i32,
+                        Phase::Response => PolicyPhase::Response as i32,
+                    })
+                    .collect(),
+            })
+            .collect();
+        GetAgentConfigResponse {
+            agent_name: self.config.name.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            supported_policies,
+            agent_metadata: HashMap::from([
+                ("engine".to_string(), "regorus".to_string()),
+                ("policy_revision".to_string(), set.revision().to_string()),
+                (
+                    "max_body_size_bytes".to_string(),
+                    self.config.max_body_size_bytes.to_string(),
+                ),
+                (
+                    "max_state_size_bytes".to_string(),
+                    self.config.max_state_size_bytes.to_string(),
+                ),
+            ]),
+        }
+    }
+
+    /// Runs the chain of `req`; every failure becomes a response, never a panic.
+    pub fn execute(&self, req: &PolicyRequest) -> Execution {
+        let started = Instant::now();
+        let set = self.policies();
+        let result = self.run(&set, req);
+        let duration = started.elapsed();
+        match result {
+            Ok((response, engine, recorded)) => Execution {
+                response,
+                engine: Some(engine),
+                error: None,
+                recorded,
+                duration,
+            },
+            Err(err) => {
+                tracing::debug!(request_id = %req.request_id, code = err.code(), error = %err, "chain failed");
+                Execution {
+                    response: error_response(&req.request_id, &err),
+                    engine: None,
+                    error: Some(err),
+                    recorded: Vec::new(),
+                    duration,
+                }
+            }
+        }
+    }
+
+    fn run(
+        &self,
+        set: &PolicySet,
+        req: &PolicyRequest,
+    ) -> Result<(PolicyResponse, EnginePath, Vec<RecordedCall>), EvalError> {
+        let timeout = self.deadline(req)?;
+        let phase = match PolicyPhase::try_from(req.phase) {
+            Ok(PolicyPhase::Request) => Phase::Request,
+            Ok(PolicyPhase::Response) => Phase::Response,
+            Err(_) => return Err(EvalError::InvalidRequest(format!("unknown phase `{}`", req.phase))),
+        };
+        let chain = self.chain(set, req, phase)?;
+        let input = build_input(
+            req,
+            InputLimits {
+                max_body_size_bytes: self.config.max_body_size_bytes,
+                max_state_size_bytes: self.config.max_state_size_bytes,
+            },
+        )?;
+        let eval = worker::evaluate(set, &chain, input, timeout)?;
+        let response = decision_to_response(&req.request_id, &eval.decision, self.config.max_state_size_bytes)?;
+        Ok((response, eval.path, eval.recorded))
+    }
+
+    fn deadline(&self, req: &PolicyRequest) -> Result<Duration, EvalError> {
+        match req.deadline_ms {
+            0 => Ok(self.config.request_timeout),
+            ms if ms < 0 => Err(EvalError::InvalidRequest(format!("deadline_ms must not be negative, got {ms}"))),
+            ms => Ok(Duration::from_millis(ms.unsigned_abs()).min(self.config.request_timeout)),
+        }
+    }
+
+    /// The compiled chain for the request's policies, compiled on first use.
+    fn chain(&self, set: &PolicySet, req: &PolicyRequest, phase: Phase) -> Result<Arc<CompiledChain>, EvalError> {
+        let key = request_chain_key(req);
+        if let Some(c) = set.cached(key) {
+            return Ok(c);
+        }
+        let mut steps = Vec::with_capacity(req.policies.len());
+        for p in &req.policies {
+            let on_failure = OnFailure::try_parse(&p.on_failure).ok_or_else(|| {
+                EvalError::InvalidRequest(format!(
+                    "policy `{}`: on_failure must be deny, continue or skip_remaining, got `{}`",
+                    p.name, p.on_failure
+                ))
+            })?;
+            let metadata = set.registry().decode_metadata(&p.name, &p.metadata);
+            steps.push(
+                set.registry()
+                    .step(&p.name, metadata, on_failure, phase, self.config.fail_on_unknown),
+            );
+        }
+        set.compile(key, &ChainSpec { phase, steps })
+    }
+}
+
+/// A key for the request's raw chain (names, metadata strings, on_failure,
+/// phase), so the hot path skips decoding and validating metadata.
+fn request_chain_key(req: &PolicyRequest) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    req.phase.hash(&mut h);
+    for p in &req.policies {
+        p.name.hash(&mut h);
+        p.on_failure.hash(&mut h);
+        let mut md: Vec<(&String, &String)> = p.metadata.iter().collect();
+        md.sort_unstable();
+        md.hash(&mut h);
+    }
+    // Keep raw keys apart from content fingerprints.
+    h.finish() | 1 << 63
+}
+
+fn content_revision(registry: &PolicyRegistry, data: &serde_json::Value) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for p in registry.iter() {
+        h.update(p.path.as_bytes());
+        h.update(p.source.as_bytes());
+    }
+    h.update(data.to_string().as_bytes());
+    format!("sha256:{}", &hex::encode(h.finalize())[..16])
+}

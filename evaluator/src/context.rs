@@ -1,0 +1,434 @@
+//! The request context as the Rego input document, and the chain's decision
+//! document back as a protocol response.
+
+use std::collections::{BTreeMap, HashMap};
+
+use policy_proto::agent::{
+    BodyInstruction, ContinueRequest, HeaderInstruction, ImmediateResponse, Instruction, InstructionType,
+    PolicyOutcome, PolicyPhase, PolicyRequest, PolicyResponse, ResponseStatus, StateInstruction, StatusCode,
+    instruction::Payload,
+};
+use regorus::Value;
+use serde::Deserialize;
+
+use crate::error::EvalError;
+
+/// Limits applied while building the input.
+#[derive(Debug, Clone, Copy)]
+pub struct InputLimits {
+    pub max_body_size_bytes: usize,
+    pub max_state_size_bytes: usize,
+}
+
+fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    let map: BTreeMap<Value, Value> = pairs.into_iter().map(|(k, v)| (Value::from(k), v)).collect();
+    Value::from(map)
+}
+
+fn string_map(m: &HashMap<String, String>, lower_keys: bool) -> Value {
+    let map: BTreeMap<Value, Value> = m
+        .iter()
+        .map(|(k, v)| {
+            let k = if lower_keys { k.to_ascii_lowercase() } else { k.clone() };
+            (Value::from(k), Value::from(v.as_str()))
+        })
+        .collect();
+    Value::from(map)
+}
+
+/// The body as policies see it: parsed JSON when the content type is JSON
+/// (and the body parses), otherwise the text; `""` when empty.
+fn body_value(what: &'static str, body: &[u8], headers: &HashMap<String, String>) -> Result<Value, EvalError> {
+    if body.is_empty() {
+        return Ok(Value::from(""));
+    }
+    let is_json = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .is_some_and(|(_, v)| {
+            let v = v.to_ascii_lowercase();
+            let mime = v.split(';').next().unwrap_or("").trim();
+            mime == "application/json" || mime.ends_with("+json")
+        });
+    if is_json {
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(v) => return Ok(Value::from(v)),
+            Err(e) if e.to_string().contains("recursion limit") => {
+                return Err(EvalError::InvalidRequest(format!(
+                    "{what} body: JSON nested deeper than 128 levels"
+                )));
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(Value::from(String::from_utf8_lossy(body).into_owned()))
+}
+
+/// Query parameters from the path when the request does not carry them.
+fn query_from_path(path: &str) -> HashMap<String, String> {
+    let Some((_, query)) = path.split_once('?') else {
+        return HashMap::new();
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let escaped = (b == b'%')
+            .then(|| Some(hex(*bytes.get(i + 1)?)? * 16 + hex(*bytes.get(i + 2)?)?))
+            .flatten();
+        match (b, escaped) {
+            (_, Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, None) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Builds the input document of DESIGN §4 for `req`.
+pub fn build_input(req: &PolicyRequest, limits: InputLimits) -> Result<Value, EvalError> {
+    let default_ctx = Default::default();
+    let ctx = req.context.as_ref().unwrap_or(&default_ctx);
+    if ctx.body.len() > limits.max_body_size_bytes {
+        return Err(EvalError::BodyTooLarge {
+            what: "request",
+            size: ctx.body.len(),
+            limit: limits.max_body_size_bytes,
+        });
+    }
+    if req.state_json.len() > limits.max_state_size_bytes {
+        return Err(EvalError::StateTooLarge {
+            size: req.state_json.len(),
+            limit: limits.max_state_size_bytes,
+        });
+    }
+    let state = if req.state_json.is_empty() {
+        Value::new_object()
+    } else {
+        match serde_json::from_slice::<serde_json::Value>(&req.state_json) {
+            Ok(v @ serde_json::Value::Object(_)) => Value::from(v),
+            _ => return Err(EvalError::InvalidRequest("state_json must be a JSON object".into())),
+        }
+    };
+    let query = if ctx.query_params.is_empty() {
+        string_map(&query_from_path(&ctx.path), false)
+    } else {
+        string_map(&ctx.query_params, false)
+    };
+    let request = obj([
+        ("method", Value::from(ctx.method.as_str())),
+        ("path", Value::from(ctx.path.as_str())),
+        ("scheme", Value::from(ctx.scheme.as_str())),
+        ("authority", Value::from(ctx.authority.as_str())),
+        ("headers", string_map(&ctx.headers, true)),
+        ("query_params", query),
+        ("body", body_value("request", &ctx.body, &ctx.headers)?),
+        ("client_ip", Value::from(ctx.client_ip.as_str())),
+    ]);
+    let is_response = req.phase == PolicyPhase::Response as i32;
+    let response = match (&req.response, is_response) {
+        (Some(r), _) => {
+            if r.body.len() > limits.max_body_size_bytes {
+                return Err(EvalError::BodyTooLarge {
+                    what: "response",
+                    size: r.body.len(),
+                    limit: limits.max_body_size_bytes,
+                });
+            }
+            obj([
+                ("status_code", Value::from(i64::from(r.status_code))),
+                ("headers", string_map(&r.headers, true)),
+                ("body", body_value("response", &r.body, &r.headers)?),
+            ])
+        }
+        (None, true) => obj([
+            ("status_code", Value::from(0)),
+            ("headers", Value::new_object()),
+            ("body", Value::from("")),
+        ]),
+        (None, false) => Value::new_object(),
+    };
+    Ok(obj([
+        ("route", Value::from(req.route.as_str())),
+        ("phase", Value::from(if is_response { "response" } else { "request" })),
+        ("request", request),
+        ("response", response),
+        ("state", state),
+    ]))
+}
+
+#[derive(Deserialize)]
+struct RawDecision {
+    status: String,
+    #[serde(default)]
+    policy_name: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    instructions: Vec<serde_json::Value>,
+    #[serde(default)]
+    metadata: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    state: serde_json::Value,
+    #[serde(default)]
+    outcomes: Vec<RawOutcome>,
+}
+
+#[derive(Deserialize)]
+struct RawOutcome {
+    policy: String,
+    status: String,
+    #[serde(default)]
+    message: String,
+}
+
+fn status_code(s: &str) -> StatusCode {
+    match s {
+        "OK" | "SKIPPED" => StatusCode::Ok,
+        "POLICY_DENIED" => StatusCode::PolicyDenied,
+        _ => StatusCode::PolicyError,
+    }
+}
+
+/// A JSON value as header text: strings as they are, anything else as JSON.
+fn text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn body_bytes(v: &serde_json::Value) -> Vec<u8> {
+    match v {
+        serde_json::Value::String(s) => s.clone().into_bytes(),
+        other => other.to_string().into_bytes(),
+    }
+}
+
+fn instruction(v: &serde_json::Value) -> Result<Instruction, EvalError> {
+    let bad = |what: &str| EvalError::MalformedDecision(format!("instruction {what}: {v}"));
+    let field = |k: &str| v.get(k).map(text).unwrap_or_default();
+    let kind = v.get("type").and_then(|t| t.as_str()).ok_or_else(|| bad("without a type"))?;
+    let (ty, payload) = match kind {
+        "SET_HEADER" | "REMOVE_HEADER" => {
+            let key = field("key");
+            if key.is_empty() {
+                return Err(bad("without a key"));
+            }
+            let ty = if kind == "SET_HEADER" {
+                InstructionType::SetHeader
+            } else {
+                InstructionType::RemoveHeader
+            };
+            (ty, Payload::Header(HeaderInstruction { key, value: field("value") }))
+        }
+        "SET_BODY" => (
+            InstructionType::SetBody,
+            Payload::Body(BodyInstruction {
+                body: v.get("body").map(body_bytes).unwrap_or_default(),
+            }),
+        ),
+        "SET_STATE" => (
+            InstructionType::SetState,
+            Payload::State(StateInstruction {
+                key: field("key"),
+                value_json: v.get("value").cloned().unwrap_or_default().to_string(),
+            }),
+        ),
+        "IMMEDIATE_RESPONSE" => {
+            let status_code = v
+                .get("status_code")
+                .and_then(|s| s.as_i64())
+                .and_then(|s| i32::try_from(s).ok())
+                .filter(|s| (100..=599).contains(s))
+                .ok_or_else(|| bad("with a status_code outside 100-599"))?;
+            let headers = v
+                .get("headers")
+                .and_then(|h| h.as_object())
+                .map(|h| h.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+                .unwrap_or_default();
+            (
+                InstructionType::ImmediateResponse,
+                Payload::ImmediateResponse(ImmediateResponse {
+                    status_code,
+                    headers,
+                    body: v.get("body").map(body_bytes).unwrap_or_default(),
+                }),
+            )
+        }
+        "CONTINUE" => (InstructionType::Continue, Payload::ContinueRequest(ContinueRequest {})),
+        other => return Err(bad(&format!("of unknown type `{other}`"))),
+    };
+    Ok(Instruction {
+        r#type: ty as i32,
+        payload: Some(payload),
+    })
+}
+
+/// Turns a chain's decision document into the protocol response.
+pub fn decision_to_response(
+    request_id: &str,
+    decision: &Value,
+    max_state_size_bytes: usize,
+) -> Result<PolicyResponse, EvalError> {
+    let json = serde_json::to_value(decision).map_err(|e| EvalError::MalformedDecision(e.to_string()))?;
+    let raw: RawDecision =
+        serde_json::from_value(json).map_err(|e| EvalError::MalformedDecision(e.to_string()))?;
+    let instructions = raw
+        .instructions
+        .iter()
+        .map(instruction)
+        .collect::<Result<Vec<_>, _>>()?;
+    let state_json = if raw.state.is_null() {
+        b"{}".to_vec()
+    } else {
+        serde_json::to_vec(&raw.state).map_err(|e| EvalError::MalformedDecision(e.to_string()))?
+    };
+    if state_json.len() > max_state_size_bytes {
+        return Err(EvalError::StateTooLarge {
+            size: state_json.len(),
+            limit: max_state_size_bytes,
+        });
+    }
+    Ok(PolicyResponse {
+        request_id: request_id.to_string(),
+        instructions,
+        status: Some(ResponseStatus {
+            code: status_code(&raw.status) as i32,
+            policy_name: raw.policy_name,
+        }),
+        message: raw.message,
+        metadata: raw.metadata.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        state_json,
+        outcomes: raw
+            .outcomes
+            .into_iter()
+            .map(|o| PolicyOutcome {
+                code: status_code(&o.status) as i32,
+                policy_name: o.policy,
+                message: o.message,
+            })
+            .collect(),
+    })
+}
+
+/// The response for a chain that could not be evaluated: `TIMEOUT` for a
+/// deadline, otherwise `POLICY_ERROR` with an immediate error response.
+pub fn error_response(request_id: &str, err: &EvalError) -> PolicyResponse {
+    let code = match err {
+        EvalError::Timeout { .. } => StatusCode::Timeout,
+        _ => StatusCode::PolicyError,
+    };
+    let body = serde_json::json!({"error": err.to_string(), "code": err.code()}).to_string();
+    PolicyResponse {
+        request_id: request_id.to_string(),
+        instructions: vec![Instruction {
+            r#type: InstructionType::ImmediateResponse as i32,
+            payload: Some(Payload::ImmediateResponse(ImmediateResponse {
+                status_code: err.http_status(),
+                headers: HashMap::from([("content-type".to_string(), "application/json".to_string())]),
+                body: body.into_bytes(),
+            })),
+        }],
+        status: Some(ResponseStatus {
+            code: code as i32,
+            policy_name: String::new(),
+        }),
+        message: err.to_string(),
+        metadata: HashMap::from([("error_code".to_string(), err.code().to_string())]),
+        state_json: Vec::new(),
+        outcomes: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy_proto::agent::RequestContext;
+
+    const LIMITS: InputLimits = InputLimits {
+        max_body_size_bytes: 1024,
+        max_state_size_bytes: 64,
+    };
+
+    fn request(body: &[u8], content_type: &str) -> PolicyRequest {
+        PolicyRequest {
+            context: Some(RequestContext {
+                headers: HashMap::from([("Content-Type".into(), content_type.into())]),
+                body: body.to_vec(),
+                path: "/a?x=1&y=a%20b".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn json_bodies_are_parsed_and_headers_lower_cased() {
+        let input = build_input(&request(br#"{"a": 1}"#, "application/json; charset=utf-8"), LIMITS).unwrap();
+        let json = serde_json::to_value(&input).unwrap();
+        assert_eq!(json["request"]["body"]["a"], 1);
+        assert_eq!(json["request"]["headers"]["content-type"], "application/json; charset=utf-8");
+        assert_eq!(json["request"]["query_params"]["y"], "a b");
+        assert_eq!(json["phase"], "request");
+    }
+
+    #[test]
+    fn non_json_bodies_stay_text() {
+        let input = build_input(&request(b"{not json", "application/json"), LIMITS).unwrap();
+        assert_eq!(serde_json::to_value(&input).unwrap()["request"]["body"], "{not json");
+        let input = build_input(&request(b"\xff\xfe", "text/plain"), LIMITS).unwrap();
+        assert_eq!(serde_json::to_value(&input).unwrap()["request"]["body"], "\u{fffd}\u{fffd}");
+    }
+
+    #[test]
+    fn limits_and_deep_nesting_are_clear_errors() {
+        let err = build_input(&request(&[b'a'; 2000], "text/plain"), LIMITS).unwrap_err();
+        assert_eq!(err.code(), "body_too_large");
+        assert_eq!(err.http_status(), 413);
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let err = build_input(&request(deep.as_bytes(), "application/json"), LIMITS).unwrap_err();
+        assert_eq!(err.to_string(), "invalid request: request body: JSON nested deeper than 128 levels");
+        let mut req = request(b"", "text/plain");
+        req.state_json = vec![b' '; 100];
+        assert_eq!(build_input(&req, LIMITS).unwrap_err().code(), "state_too_large");
+        req.state_json = b"[1]".to_vec();
+        assert_eq!(build_input(&req, LIMITS).unwrap_err().code(), "invalid_request");
+    }
+
+    #[test]
+    fn malformed_instructions_are_rejected() {
+        let decision = Value::from(serde_json::json!({
+            "status": "OK", "instructions": [{"type": "IMMEDIATE_RESPONSE", "status_code": 9000}]
+        }));
+        let err = decision_to_response("r", &decision, 100).unwrap_err();
+        assert_eq!(err.code(), "malformed_decision");
+        let decision = Value::from(serde_json::json!({"status": "OK", "instructions": [{"type": "EXPLODE"}]}));
+        assert!(decision_to_response("r", &decision, 100).is_err());
+    }
+}

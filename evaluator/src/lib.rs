@@ -1,0 +1,29 @@
+//! policy-agent: the agent core of policy-engine.
+//!
+//! Compiles each route's policy chain into one Rego module (see [`chain`]),
+//! compiles that once into a regorus bytecode program and evaluates it on a
+//! VM reused per worker thread, with native builtins (JWT, hashing, rate
+//! limits) answered as host calls. Serves the kernel ↔ agent protocol over
+//! a Unix socket. It does not talk to Envoy (that is `policy-kernel`).
+
+pub mod builtins;
+pub mod chain;
+mod config;
+mod context;
+mod data;
+mod error;
+mod policyset;
+mod registry;
+mod server;
+mod worker;
+mod agent;
+
+pub use agent::{Agent, Execution};
+pub use config::AgentConfig;
+pub use context::{InputLimits, build_input, decision_to_response};
+pub use data::{load_data, merge};
+pub use error::{EvalError, SetupError};
+pub use policyset::{CompiledChain, EngineStats, PolicySet};
+pub use registry::{PolicyRegistry, RegisteredPolicy};
+pub use server::{AgentService, bind_socket, serve};
+pub use worker::{EnginePath, Evaluation, evaluate};

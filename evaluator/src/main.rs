@@ -1,0 +1,78 @@
+//! `policy-agent --config agent-config.yaml`
+//!
+//! Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the
+//! configuration, data or policies are invalid or the socket cannot be bound.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use policy_agent::{Agent, AgentConfig};
+
+/// Evaluates policy chains for policy-kernel over a Unix socket.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Path of agent-config.yaml.
+    #[arg(long, short, env = "POLICY_AGENT_CONFIG")]
+    config: PathBuf,
+    /// Log output format.
+    #[arg(long, default_value = "pretty", value_parser = ["pretty", "json"])]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let config = match AgentConfig::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("policy-agent: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    init_logging(&config.log_level, &args.log_format);
+    match run(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "policy-agent stopped");
+            eprintln!("policy-agent: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    let socket = config.socket_path.clone();
+    let agent = Arc::new(Agent::try_new(config)?);
+    let listener = policy_agent::bind_socket(&socket)?;
+    let stats = agent.policies().registry().iter().count();
+    tracing::info!(socket = %socket.display(), policies = stats, revision = %agent.policies().revision(), "policy-agent listening");
+    policy_agent::serve(agent, listener, shutdown_signal()).await?;
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("policy-agent stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn init_logging(level: &str, format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,102 @@
+//! The agent's gRPC service over a Unix socket (mode 0600).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use policy_proto::agent::health_response::ServingStatus;
+use policy_proto::agent::policy_agent_server::{PolicyAgent, PolicyAgentServer};
+use policy_proto::agent::{
+    GetAgentConfigRequest, GetAgentConfigResponse, HealthRequest, HealthResponse, PolicyRequest, PolicyResponse,
+};
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{Request, Response, Status};
+
+use crate::agent::Agent;
+use crate::error::SetupError;
+
+/// The tonic service backed by an [`Agent`].
+pub struct AgentService {
+    agent: Arc<Agent>,
+    permits: Arc<Semaphore>,
+}
+
+impl AgentService {
+    /// A service for `agent`, admitting `max_concurrent_requests` at once.
+    pub fn new(agent: Arc<Agent>) -> Self {
+        let permits = Arc::new(Semaphore::new(agent.config().max_concurrent_requests));
+        Self { agent, permits }
+    }
+}
+
+#[tonic::async_trait]
+impl PolicyAgent for AgentService {
+    async fn get_agent_config(
+        &self,
+        _: Request<GetAgentConfigRequest>,
+    ) -> Result<Response<GetAgentConfigResponse>, Status> {
+        Ok(Response::new(self.agent.agent_config()))
+    }
+
+    async fn execute_policies(&self, request: Request<PolicyRequest>) -> Result<Response<PolicyResponse>, Status> {
+        let _permit = self
+            .permits
+            .try_acquire()
+            .map_err(|_| Status::resource_exhausted("agent is at max_concurrent_requests"))?;
+        let req = request.into_inner();
+        let exec = self.agent.execute(&req);
+        tracing::debug!(
+            request_id = %req.request_id,
+            route = %req.route,
+            status = exec.response.status.as_ref().map(|s| s.code).unwrap_or_default(),
+            micros = exec.duration.as_micros() as u64,
+            "chain evaluated"
+        );
+        Ok(Response::new(exec.response))
+    }
+
+    async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthResponse>, Status> {
+        Ok(Response::new(HealthResponse {
+            status: ServingStatus::Serving as i32,
+            policy_revision: self.agent.policies().revision().to_string(),
+        }))
+    }
+}
+
+/// Binds `path` (removing a stale socket file first) with mode 0600.
+pub fn bind_socket(path: &Path) -> Result<UnixListener, SetupError> {
+    let err = |source| SetupError::Socket {
+        path: path.into(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    if path.exists() {
+        // A live agent would answer; a socket nobody listens on is stale.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another process is listening on this socket",
+            )));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}
+
+/// Serves `agent` on `listener` until `shutdown` completes.
+pub async fn serve(
+    agent: Arc<Agent>,
+    listener: UnixListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(PolicyAgentServer::new(AgentService::new(agent)))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+}

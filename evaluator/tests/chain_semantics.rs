@@ -1,0 +1,218 @@
+//! Execution semantics of compiled chains (spec §4.1.3–4.1.4), checked on
+//! the bytecode VM and on the interpreter with small purpose-built policies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use policy_agent::builtins::{NativeBuiltins, RateLimiter};
+use policy_agent::chain::{ChainSpec, OnFailure, Step, StepKind};
+use policy_agent::{EngineStats, EnginePath, PolicyRegistry, PolicySet, evaluate};
+use policy_rego::{Phase, PolicyInfo, Tier};
+use regorus::Value;
+use serde_json::{Value as Json, json};
+
+const POLICIES: &[(&str, &str)] = &[
+    (
+        "setA",
+        r#"package policies.setA
+result(ctx, md) := {"status": "OK", "message": "", "metadata": {"a": "1"}, "instructions": [
+	{"type": "SET_HEADER", "key": "X-A", "value": md.value},
+	{"type": "SET_STATE", "key": "seen", "value": object.get(ctx.request.headers, "x-a", "none")},
+]}"#,
+    ),
+    (
+        "readA",
+        r#"package policies.readA
+result(ctx, _) := {"status": "OK", "message": "", "metadata": {}, "instructions": [
+	{"type": "SET_HEADER", "key": "X-Saw-A", "value": object.get(ctx.request.headers, "x-a", "missing")},
+	{"type": "REMOVE_HEADER", "key": "X-Drop"},
+]}"#,
+    ),
+    (
+        "deny",
+        r#"package policies.deny
+result(_, _) := {"status": "POLICY_DENIED", "message": "no", "metadata": {}, "instructions": [
+	{"type": "IMMEDIATE_RESPONSE", "status_code": 403, "headers": {}, "body": "{\"error\":\"no\"}"},
+]}"#,
+    ),
+    (
+        "fail",
+        r#"package policies.fail
+result(_, _) := {"status": "POLICY_ERROR", "message": "boom", "metadata": {}, "instructions": []}"#,
+    ),
+    (
+        "counter",
+        r#"package policies.counter
+result(ctx, _) := {"status": "OK", "message": "", "metadata": {}, "instructions": [
+	{"type": "SET_HEADER", "key": "X-Remaining", "value": format_int(t.remaining, 10)},
+]} if {
+	t := rate_limit.take(ctx.route, 1, 100)
+}"#,
+    ),
+    (
+        "undef",
+        r#"package policies.undef
+result(ctx, _) := {"status": "OK"} if ctx.never"#,
+    ),
+    (
+        "malformed",
+        r#"package policies.malformed
+result(_, _) := {"status": "MAYBE", "instructions": "x"}"#,
+    ),
+];
+
+fn set() -> PolicySet {
+    let mut registry = PolicyRegistry::default();
+    for (name, src) in POLICIES {
+        let info = PolicyInfo {
+            name: (*name).into(),
+            version: "1".into(),
+            description: String::new(),
+            phases: vec![Phase::Request, Phase::Response],
+            tier: Tier::Complex,
+            schema: json!({"type": "object"}),
+        };
+        registry.register(info, format!("policies/{name}.rego"), (*src).into()).unwrap();
+    }
+    let builtins = NativeBuiltins::new(Arc::new(RateLimiter::new(Default::default())));
+    PolicySet::try_new(Arc::new(registry), json!({}), builtins, "test", Arc::new(EngineStats::default())).unwrap()
+}
+
+fn step(policy: &str, on_failure: OnFailure) -> Step {
+    Step {
+        policy: policy.into(),
+        on_failure,
+        kind: StepKind::Policy {
+            metadata: json!({"value": "1"}),
+        },
+    }
+}
+
+fn input(route: &str) -> Value {
+    Value::from(json!({
+        "route": route, "phase": "request",
+        "request": {"method": "GET", "path": "/", "headers": {"x-drop": "1"}, "body": ""},
+        "response": {}, "state": {}
+    }))
+}
+
+/// Runs `steps` on the VM and the interpreter; both must agree.
+fn run(steps: Vec<Step>, route: &str) -> (Json, usize) {
+    let set = set();
+    let spec = ChainSpec {
+        phase: Phase::Request,
+        steps,
+    };
+    let vm_chain = set.compile(1, &spec).unwrap();
+    assert!(vm_chain.is_vm(), "fell back: {:?}", vm_chain.fallback_reason());
+    let vm = evaluate(&set, &vm_chain, input(&format!("{route}-vm")), Duration::from_secs(5)).unwrap();
+    assert_eq!(vm.path, EnginePath::Vm);
+    let interp_chain = set.compile_interpreted(&spec).unwrap();
+    let interp = evaluate(&set, &interp_chain, input(&format!("{route}-interp")), Duration::from_secs(5)).unwrap();
+    assert_eq!(interp.path, EnginePath::Interpreter);
+    let a = serde_json::to_value(&vm.decision).unwrap();
+    let b = serde_json::to_value(&interp.decision).unwrap();
+    assert_eq!(a, b, "VM and interpreter disagree");
+    assert_eq!(vm.recorded.len(), interp.recorded.len());
+    (a, vm.recorded.len())
+}
+
+#[test]
+fn instructions_thread_through_the_context() {
+    let (d, _) = run(vec![step("setA", OnFailure::Deny), step("readA", OnFailure::Deny)], "thread");
+    assert_eq!(d["status"], "OK");
+    let headers: Vec<(&str, &str)> = d["instructions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "SET_HEADER")
+        .map(|i| (i["key"].as_str().unwrap(), i["value"].as_str().unwrap()))
+        .collect();
+    assert_eq!(headers, vec![("X-A", "1"), ("X-Saw-A", "1")]);
+    assert_eq!(d["state"], json!({"seen": "none"}));
+    assert_eq!(d["metadata"], json!({"a": "1"}));
+    assert_eq!(d["outcomes"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn deny_stops_before_later_side_effects() {
+    let (d, calls) = run(vec![step("deny", OnFailure::Deny), step("counter", OnFailure::Deny)], "deny");
+    assert_eq!(d["status"], "POLICY_DENIED");
+    assert_eq!(d["policy_name"], "deny");
+    assert_eq!(d["instructions"][0]["status_code"], 403);
+    assert_eq!(calls, 0, "the rate limiter must not run after a denial");
+    assert_eq!(d["outcomes"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn counter_runs_once_per_decision() {
+    let (d, calls) = run(vec![step("counter", OnFailure::Deny)], "count");
+    assert_eq!(d["status"], "OK");
+    assert_eq!(d["instructions"][0]["value"], "99");
+    assert_eq!(calls, 1);
+}
+
+#[test]
+fn on_failure_deny_continue_skip_remaining() {
+    let (d, calls) = run(vec![step("fail", OnFailure::Deny), step("counter", OnFailure::Deny)], "f-deny");
+    assert_eq!(d["status"], "POLICY_ERROR");
+    assert_eq!(d["message"], "boom");
+    assert_eq!(d["instructions"][0]["type"], "IMMEDIATE_RESPONSE");
+    assert_eq!(d["instructions"][0]["status_code"], 500);
+    assert_eq!(calls, 0);
+
+    let (d, _) = run(vec![step("fail", OnFailure::Continue), step("readA", OnFailure::Deny)], "f-cont");
+    assert_eq!(d["status"], "OK");
+    assert_eq!(d["outcomes"][0], json!({"policy": "fail", "status": "POLICY_ERROR", "message": "boom"}));
+    assert_eq!(d["outcomes"][1]["status"], "OK");
+
+    let (d, calls) = run(
+        vec![step("setA", OnFailure::Deny), step("fail", OnFailure::SkipRemaining), step("counter", OnFailure::Deny)],
+        "f-skip",
+    );
+    assert_eq!(d["status"], "OK");
+    assert_eq!(d["policy_name"], "fail");
+    assert_eq!(d["instructions"].as_array().unwrap().len(), 2, "setA's instructions are kept");
+    assert_eq!(calls, 0);
+}
+
+#[test]
+fn undefined_and_malformed_results_are_policy_errors() {
+    let (d, _) = run(vec![step("undef", OnFailure::Deny)], "undef");
+    assert_eq!(d["status"], "POLICY_ERROR");
+    assert_eq!(d["message"], "policy `undef` returned no result");
+    let (d, _) = run(vec![step("malformed", OnFailure::Deny)], "malformed");
+    assert_eq!(d["status"], "POLICY_ERROR");
+    assert_eq!(d["message"], "policy `malformed` returned a malformed result");
+}
+
+#[test]
+fn fixed_steps_carry_compile_time_errors() {
+    let fixed = Step {
+        policy: "ghost".into(),
+        on_failure: OnFailure::Deny,
+        kind: StepKind::Fixed {
+            result: json!({"status": "POLICY_ERROR", "message": "unknown policy `ghost`", "instructions": [], "metadata": {}}),
+        },
+    };
+    let (d, _) = run(vec![step("setA", OnFailure::Deny), fixed], "fixed");
+    assert_eq!(d["status"], "POLICY_ERROR");
+    assert_eq!(d["message"], "unknown policy `ghost`");
+    let skipped = Step {
+        policy: "ghost".into(),
+        on_failure: OnFailure::Deny,
+        kind: StepKind::Fixed {
+            result: json!({"status": "SKIPPED", "message": "unknown policy `ghost` skipped", "instructions": [], "metadata": {}}),
+        },
+    };
+    let (d, _) = run(vec![skipped, step("readA", OnFailure::Deny)], "skipped");
+    assert_eq!(d["status"], "OK");
+    assert_eq!(d["outcomes"][0]["status"], "SKIPPED");
+}
+
+#[test]
+fn empty_chain_allows() {
+    let (d, _) = run(vec![], "empty");
+    assert_eq!(d["status"], "OK");
+    assert_eq!(d["instructions"], json!([]));
+}

@@ -1,0 +1,180 @@
+# METADATA
+# title: chain
+# description: |
+#   Execution semantics of a policy chain (engine specification §4.1.3-4.1.4),
+#   called by the generated per-route modules. A chain threads an accumulator
+#   {"ctx", "instructions", "outcomes", "metadata"} through its steps: each
+#   step runs one policy's result(ctx, md) exactly once, then either proceeds
+#   (applying the policy's instructions to the context the next policy sees)
+#   or stops (deny, immediate response, or an error handled per on_failure).
+package policy_engine.chain
+
+# The accumulator a chain starts from.
+start(ctx) := {"ctx": ctx, "instructions": [], "outcomes": [], "metadata": {}}
+
+# Result used when a policy's result function is undefined for the context.
+undefined_result(name) := {
+	"status": "POLICY_ERROR",
+	"message": sprintf("policy `%s` returned no result", [name]),
+	"instructions": [],
+	"metadata": {},
+}
+
+# Whether the chain goes on after a policy returned r.
+proceeds(r, _) if {
+	r.status == "OK"
+	not has_immediate(r)
+}
+
+proceeds(r, on_failure) if {
+	r.status == "POLICY_ERROR"
+	on_failure == "continue"
+}
+
+proceeds(r, _) if r.status == "SKIPPED"
+
+has_immediate(r) if {
+	some x in r.instructions
+	x.type == "IMMEDIATE_RESPONSE"
+}
+
+# The accumulator after policy `name` returned r and the chain proceeds.
+next(acc, r, name) := out if {
+	r.status == "OK"
+	count(r.instructions) > 0
+	out := {
+		"ctx": apply(acc.ctx, r.instructions),
+		"instructions": array.concat(acc.instructions, r.instructions),
+		"outcomes": array.concat(acc.outcomes, [outcome(r, name)]),
+		"metadata": object.union(acc.metadata, metadata_of(r)),
+	}
+} else := out if {
+	r.status == "OK"
+	out := {
+		"ctx": acc.ctx,
+		"instructions": acc.instructions,
+		"outcomes": array.concat(acc.outcomes, [outcome(r, name)]),
+		"metadata": object.union(acc.metadata, metadata_of(r)),
+	}
+} else := object.union(acc, {"outcomes": array.concat(acc.outcomes, [outcome(r, name)])})
+
+# The decision when the chain ran to its end.
+finish(acc) := {
+	"status": "OK",
+	"policy_name": "",
+	"message": "",
+	"instructions": acc.instructions,
+	"metadata": acc.metadata,
+	"state": object.get(acc.ctx, "state", {}),
+	"outcomes": acc.outcomes,
+}
+
+# The decision when policy `name` stopped the chain with r.
+stop(acc, r, name, on_failure) := decision(acc, r, name, "POLICY_DENIED", array.concat(acc.instructions, r.instructions)) if {
+	r.status == "POLICY_DENIED"
+} else := decision(acc, r, name, "OK", array.concat(acc.instructions, r.instructions)) if {
+	r.status == "OK"
+} else := decision(acc, r, name, "OK", acc.instructions) if {
+	r.status == "POLICY_ERROR"
+	on_failure == "skip_remaining"
+} else := decision(acc, r, name, "POLICY_ERROR", array.concat(acc.instructions, error_instructions(r, name)))
+
+decision(acc, r, name, status, instructions) := {
+	"status": status,
+	"policy_name": name,
+	"message": object.get(r, "message", ""),
+	"instructions": instructions,
+	"metadata": object.union(acc.metadata, metadata_of(r)),
+	"state": object.get(acc.ctx, "state", {}),
+	"outcomes": array.concat(acc.outcomes, [outcome(r, name)]),
+}
+
+# A failing policy's own immediate response, else a 500.
+error_instructions(r, name) := r.instructions if {
+	has_immediate(r)
+} else := [{
+	"type": "IMMEDIATE_RESPONSE",
+	"status_code": 500,
+	"headers": {"content-type": "application/json"},
+	"body": json.marshal({"error": "policy error", "policy": name}),
+}]
+
+outcome(r, name) := {"policy": name, "status": status_of(r), "message": object.get(r, "message", "")}
+
+status_of(r) := r.status if r.status in {"OK", "POLICY_DENIED", "POLICY_ERROR", "SKIPPED"}
+
+else := "POLICY_ERROR"
+
+metadata_of(r) := m if {
+	m := r.metadata
+	is_object(m)
+} else := {}
+
+# Checks a policy result's shape; a malformed result becomes POLICY_ERROR.
+checked(r, name) := r if {
+	r.status in {"OK", "POLICY_DENIED", "POLICY_ERROR", "SKIPPED"}
+	is_array(r.instructions)
+	every x in r.instructions {
+		is_object(x)
+		is_string(x.type)
+	}
+} else := {
+	"status": "POLICY_ERROR",
+	"message": sprintf("policy `%s` returned a malformed result", [name]),
+	"instructions": [],
+	"metadata": {},
+}
+
+# --- applying instructions to the context --------------------------------
+
+apply(ctx, instrs) := object.union(ctx, {
+	target(ctx): apply_message(object.get(ctx, target(ctx), {}), instrs),
+	"state": apply_state(object.get(ctx, "state", {}), instrs),
+})
+
+target(ctx) := "response" if ctx.phase == "response"
+
+else := "request"
+
+apply_message(msg, instrs) := object.union(msg, {
+	"headers": apply_headers(object.get(msg, "headers", {}), instrs),
+	"body": apply_body(object.get(msg, "body", ""), instrs),
+})
+
+header_ops(instrs) := [{"key": lower(x.key), "type": x.type, "value": object.get(x, "value", "")} |
+	some x in instrs
+	x.type in {"SET_HEADER", "REMOVE_HEADER"}
+	is_string(x.key)
+]
+
+apply_headers(headers, instrs) := headers if {
+	count(header_ops(instrs)) == 0
+} else := object.union(kept, set) if {
+	ops := header_ops(instrs)
+	touched := {o.key | some o in ops}
+	kept := {k: v | some k, v in headers; not k in touched}
+	set := {k: ops[i].value |
+		some k in touched
+		i := max({j | some j, o in ops; o.key == k})
+		ops[i].type == "SET_HEADER"
+	}
+}
+
+apply_body(body, instrs) := bodies[count(bodies) - 1] if {
+	bodies := [x.body | some x in instrs; x.type == "SET_BODY"]
+	count(bodies) > 0
+} else := body
+
+apply_state(state, instrs) := state if {
+	not has_state(instrs)
+} else := object.union(state, {k: v |
+	ops := [x | some x in instrs; x.type == "SET_STATE"; is_string(x.key)]
+	some k in {x.key | some x in ops}
+	i := max({j | some j, o in ops; o.key == k})
+	v := ops[i].value
+})
+
+has_state(instrs) if {
+	some x in instrs
+	x.type == "SET_STATE"
+}

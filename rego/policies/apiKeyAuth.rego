@@ -1,0 +1,168 @@
+# METADATA
+# title: apiKeyAuth
+# description: >-
+#   Authenticates requests by API key. The key is read from the configured
+#   header and looked up by its SHA-256 digest in
+#   data.policy_data.apiKeyAuth.keys (an object mapping the lower-case hex
+#   SHA-256 of each key to {"user_id": ..., ...}); plaintext keys never appear
+#   in data, messages or metadata. A valid key sets the X-User-ID header and
+#   the chain state "user".
+# custom:
+#   version: 1.0.0
+#   phases: [request]
+#   tier: rbac
+#   schema:
+#     type: object
+#     additionalProperties: false
+#     properties:
+#       header_name:
+#         type: string
+#         minLength: 1
+#         default: X-API-Key
+#       required:
+#         type: boolean
+#         default: true
+package policies.apiKeyAuth
+
+import rego.v1
+
+# result(ctx, md) is total: every branch below ends in a result object, and the
+# final else turns anything unforeseen into POLICY_ERROR.
+result(ctx, md) := r if {
+	r := _decide(ctx, md)
+} else := _error("apiKeyAuth: evaluation failed")
+
+_decide(ctx, md) := _error(msg) if {
+	msg := _md_error(md)
+} else := _error(msg) if {
+	msg := _ctx_error(ctx)
+} else := _error(msg) if {
+	msg := _data_error
+} else := _error(msg) if {
+	v := _header(ctx.request.headers, _header_name(md))
+	not is_string(v)
+	msg := sprintf("malformed context: header %s must be a string", [lower(_header_name(md))])
+} else := _missing(md) if {
+	not _has_key(ctx, md)
+} else := _authenticated(user) if {
+	entry := _keys[crypto.sha256(_header(ctx.request.headers, _header_name(md)))]
+	is_object(entry)
+	user := object.get(entry, "user_id", null)
+	is_string(user)
+	user != ""
+} else := _error("policy data: API key entry has no valid user_id") if {
+	_keys[crypto.sha256(_header(ctx.request.headers, _header_name(md)))]
+} else := _invalid
+
+# --- metadata -----------------------------------------------------------------
+
+_header_name(md) := object.get(md, "header_name", "X-API-Key")
+
+_required(md) := object.get(md, "required", true)
+
+_md_error(md) := "invalid metadata: must be an object" if {
+	not is_object(md)
+} else := "invalid metadata: header_name must be a non-empty string" if {
+	not _nonempty_string(_header_name(md))
+} else := "invalid metadata: required must be a boolean" if {
+	not is_boolean(_required(md))
+} else := concat("", ["invalid metadata: unknown field(s) ", concat(", ", fs)]) if {
+	fs := sort([f | some f, _ in md; not f in {"header_name", "required"}])
+	count(fs) > 0
+}
+
+# --- context ------------------------------------------------------------------
+
+_ctx_error(ctx) := "malformed context: ctx must be an object" if {
+	not is_object(ctx)
+} else := "malformed context: request must be an object" if {
+	not is_object(object.get(ctx, "request", null))
+} else := "malformed context: request.headers must be an object" if {
+	not is_object(object.get(ctx.request, "headers", null))
+}
+
+# Header names in ctx are lower-case; an exact lower-case match wins, otherwise
+# a single case-insensitive match is accepted (several are treated as absent).
+_header(headers, name) := v if {
+	v := headers[lower(name)]
+} else := v if {
+	vs := [x | some k, x in headers; is_string(k); lower(k) == lower(name)]
+	count(vs) == 1
+	v := vs[0]
+}
+
+_has_key(ctx, md) if {
+	v := _header(ctx.request.headers, _header_name(md))
+	is_string(v)
+	v != ""
+}
+
+# --- data ---------------------------------------------------------------------
+
+_keys_raw := k if {
+	k := data.policy_data.apiKeyAuth.keys
+} else := {}
+
+_keys := k if {
+	k := _keys_raw
+	is_object(k)
+} else := {}
+
+_data_error := "policy data: apiKeyAuth.keys must be an object" if {
+	not is_object(_keys_raw)
+}
+
+# --- results ------------------------------------------------------------------
+
+_missing(md) := {
+	"status": "POLICY_DENIED",
+	"message": "API key required",
+	"instructions": [{
+		"type": "IMMEDIATE_RESPONSE",
+		"status_code": 401,
+		"headers": {"WWW-Authenticate": "API-Key"},
+		"body": "{\"error\":\"API key required\"}",
+	}],
+	"metadata": {},
+} if {
+	_required(md) == true
+} else := {
+	"status": "OK",
+	"message": "no API key provided (optional)",
+	"instructions": [],
+	"metadata": {},
+}
+
+_invalid := {
+	"status": "POLICY_DENIED",
+	"message": "Invalid API key",
+	"instructions": [{
+		"type": "IMMEDIATE_RESPONSE",
+		"status_code": 403,
+		"headers": {},
+		"body": "{\"error\":\"Invalid API key\"}",
+	}],
+	"metadata": {},
+}
+
+_authenticated(user) := {
+	"status": "OK",
+	"message": "API key valid",
+	"instructions": [
+		{"type": "SET_HEADER", "key": "X-User-ID", "value": user},
+		{"type": "SET_STATE", "key": "user", "value": user},
+	],
+	"metadata": {"auth_method": "api_key"},
+}
+
+_error(msg) := {
+	"status": "POLICY_ERROR",
+	"message": msg,
+	"instructions": [],
+	"metadata": {},
+}
+
+_nonempty_string(x) if {
+	is_string(x)
+	x != ""
+}

@@ -1,0 +1,386 @@
+# METADATA
+# title: jwtValidation
+# description: >-
+#   Validates a bearer JWT: the signature (io.jwt.verify_<alg> for the token's
+#   alg, which must be listed in algorithms; "none" is never accepted), then
+#   exp/nbf (with leeway), iss and aud. Key material comes from the metadata
+#   (jwks, public_key_pem, secret) or, when the metadata has none, from
+#   data.policy_data.jwtValidation (jwks, public_key_pem, secret). A valid
+#   token sets the chain state "claims" (the payload) and "user" (sub).
+# custom:
+#   version: 1.0.0
+#   phases: [request]
+#   tier: rbac
+#   schema:
+#     type: object
+#     additionalProperties: false
+#     properties:
+#       issuer:
+#         type: string
+#         minLength: 1
+#       audience:
+#         type: string
+#         minLength: 1
+#       algorithms:
+#         type: array
+#         minItems: 1
+#         items:
+#           type: string
+#           enum: [RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, HS256, HS384, HS512]
+#         default: [RS256, ES256]
+#       leeway_seconds:
+#         type: number
+#         minimum: 0
+#         default: 60
+#       header_name:
+#         type: string
+#         minLength: 1
+#         default: Authorization
+#       jwks:
+#         type: object
+#       public_key_pem:
+#         type: string
+#         minLength: 1
+#       secret:
+#         type: string
+#         minLength: 1
+package policies.jwtValidation
+
+import rego.v1
+
+# result(ctx, md) is total: every branch ends in a result object, and the final
+# else turns anything unforeseen into POLICY_ERROR. Each step only runs once
+# the previous ones have passed (else-chain), so builtins only ever see
+# well-typed, well-formed arguments.
+result(ctx, md) := r if {
+	r := _decide(ctx, md)
+} else := _error("jwtValidation: evaluation failed")
+
+_decide(ctx, md) := _error(msg) if {
+	msg := _md_error(md)
+} else := _error(msg) if {
+	msg := _ctx_error(ctx)
+} else := _error(msg) if {
+	msg := _data_error
+} else := _error(msg) if {
+	v := _header(ctx.request.headers, _header_name(md))
+	not is_string(v)
+	msg := sprintf("malformed context: header %s must be a string", [lower(_header_name(md))])
+} else := _deny("token missing") if {
+	not _header_present(ctx, md)
+} else := _deny("malformed authorization header") if {
+	not _token(ctx, md)
+} else := _deny("malformed token") if {
+	not _well_formed(_token(ctx, md))
+} else := _deny("unsigned token rejected") if {
+	lower(_alg(_token(ctx, md))) == "none"
+} else := _deny("algorithm not allowed") if {
+	not _alg(_token(ctx, md)) in _algorithms(md)
+} else := _error(sprintf("no key material configured for %s", [_alg(_token(ctx, md))])) if {
+	count(_keys_for(_alg(_token(ctx, md)), md)) == 0
+} else := _deny("invalid signature") if {
+	not _verified(_token(ctx, md), md)
+} else := _deny("malformed token") if {
+	not _payload(_token(ctx, md))
+} else := _deny(msg) if {
+	msg := claims_error(_payload(_token(ctx, md)), md, time.now_ns() / 1000000000)
+} else := _valid(_payload(_token(ctx, md)))
+
+# --- claims (pure: tests call it with a crafted `now`) --------------------------
+
+# claims_error(payload, md, now_s) is the reason the (verified) claims are not
+# acceptable at time now_s (seconds since the epoch), undefined when they are.
+claims_error(payload, md, now_s) := "invalid exp claim" if {
+	"exp" in object.keys(payload)
+	not is_number(payload.exp)
+} else := "token expired" if {
+	now_s >= payload.exp + _leeway(md)
+} else := "invalid nbf claim" if {
+	"nbf" in object.keys(payload)
+	not is_number(payload.nbf)
+} else := "token not yet valid" if {
+	payload.nbf > now_s + _leeway(md)
+} else := "issuer mismatch" if {
+	iss := object.get(md, "issuer", null)
+	iss != null
+	object.get(payload, "iss", null) != iss
+} else := "audience mismatch" if {
+	aud := object.get(md, "audience", null)
+	aud != null
+	not _audience_ok(object.get(payload, "aud", null), aud)
+}
+
+_audience_ok(claim, aud) if claim == aud
+
+_audience_ok(claim, aud) if {
+	is_array(claim)
+	aud in claim
+}
+
+# --- token parsing --------------------------------------------------------------
+
+_header_present(ctx, md) if {
+	v := _header(ctx.request.headers, _header_name(md))
+	is_string(v)
+	trim_space(v) != ""
+}
+
+# "Bearer <token>" (scheme case-insensitive); a custom header may also carry
+# the bare token.
+_token(ctx, md) := t if {
+	v := trim_space(_header(ctx.request.headers, _header_name(md)))
+	count(v) > 7
+	lower(substring(v, 0, 7)) == "bearer "
+	t := trim_space(substring(v, 7, count(v) - 7))
+	_single_word(t)
+} else := t if {
+	lower(_header_name(md)) != "authorization"
+	t := trim_space(_header(ctx.request.headers, _header_name(md)))
+	not startswith(lower(t), "bearer ")
+	_single_word(t)
+}
+
+_single_word(t) if {
+	t != ""
+	not contains(t, " ")
+	not contains(t, "\t")
+}
+
+# Three dot-separated segments; header and payload canonical base64url encoding
+# JSON objects; the header names its alg. Checked before any io.jwt.* call.
+_well_formed(tok) if {
+	parts := split(tok, ".")
+	count(parts) == 3
+	_b64url(parts[0])
+	_b64url(parts[1])
+	_signature_segment(parts[2])
+	is_string(_json_object(parts[0]).alg)
+	_json_object(parts[1])
+}
+
+_signature_segment(s) if s == ""
+
+_signature_segment(s) if _b64url(s)
+
+# Unpadded base64url with zero trailing bits (the only form a JWT signer
+# produces): decoding it behaves identically everywhere.
+_b64url(s) if {
+	regex.match(`^[A-Za-z0-9_-]+$`, s)
+	_canonical_tail(s)
+}
+
+_canonical_tail(s) if count(s) % 4 == 0
+
+_canonical_tail(s) if {
+	count(s) % 4 == 2
+	regex.match(`[AQgw]$`, s)
+}
+
+_canonical_tail(s) if {
+	count(s) % 4 == 3
+	regex.match(`[AEIMQUYcgkosw048]$`, s)
+}
+
+_json_object(seg) := o if {
+	s := base64url.decode(seg)
+	json.is_valid(s)
+	o := json.unmarshal(s)
+	is_object(o)
+}
+
+_alg(tok) := _json_object(split(tok, ".")[0]).alg
+
+_payload(tok) := p if {
+	[_, p, _] := io.jwt.decode(tok)
+	is_object(p)
+}
+
+# --- signature --------------------------------------------------------------------
+
+_verified(tok, md) if {
+	alg := _alg(tok)
+	some key in _keys_for(alg, md)
+	_verify(alg, tok, key) == true
+}
+
+_verify(alg, tok, key) := io.jwt.verify_rs256(tok, key) if alg == "RS256"
+else := io.jwt.verify_rs384(tok, key) if alg == "RS384"
+else := io.jwt.verify_rs512(tok, key) if alg == "RS512"
+else := io.jwt.verify_ps256(tok, key) if alg == "PS256"
+else := io.jwt.verify_ps384(tok, key) if alg == "PS384"
+else := io.jwt.verify_ps512(tok, key) if alg == "PS512"
+else := io.jwt.verify_es256(tok, key) if alg == "ES256"
+else := io.jwt.verify_es384(tok, key) if alg == "ES384"
+else := io.jwt.verify_es512(tok, key) if alg == "ES512"
+else := io.jwt.verify_hs256(tok, key) if alg == "HS256"
+else := io.jwt.verify_hs384(tok, key) if alg == "HS384"
+else := io.jwt.verify_hs512(tok, key) if alg == "HS512"
+
+# Key material: the metadata's when it has any, else the policy data's.
+_key_source(md) := md if {
+	some f in ["jwks", "public_key_pem", "secret"]
+	object.get(md, f, null) != null
+} else := _data_cfg
+
+_keys_for(alg, md) := ks if {
+	startswith(alg, "HS")
+	ks := [s | s := object.get(_key_source(md), "secret", null); _nonempty_string(s)]
+} else := array.concat(_jwks_keys(_key_source(md)), _pem_keys(_key_source(md)))
+
+_jwks_keys(src) := [json.marshal(j)] if {
+	j := object.get(src, "jwks", null)
+	is_object(j)
+} else := [j] if {
+	j := object.get(src, "jwks", null)
+	_nonempty_string(j)
+} else := []
+
+_pem_keys(src) := [p | p := object.get(src, "public_key_pem", null); _nonempty_string(p)]
+
+# --- metadata -------------------------------------------------------------------
+
+_supported_algorithms := {
+	"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512", "HS256", "HS384", "HS512",
+}
+
+_known_fields := {
+	"issuer", "audience", "algorithms", "leeway_seconds",
+	"header_name", "jwks", "public_key_pem", "secret",
+}
+
+_algorithms(md) := object.get(md, "algorithms", ["RS256", "ES256"])
+
+_leeway(md) := object.get(md, "leeway_seconds", 60)
+
+_header_name(md) := object.get(md, "header_name", "Authorization")
+
+_md_error(md) := "invalid metadata: must be an object" if {
+	not is_object(md)
+} else := concat("", ["invalid metadata: unknown field(s) ", concat(", ", fs)]) if {
+	fs := sort([f | some f, _ in md; not f in _known_fields])
+	count(fs) > 0
+} else := "invalid metadata: issuer must be a non-empty string" if {
+	not _optional_nonempty_string(object.get(md, "issuer", null))
+} else := "invalid metadata: audience must be a non-empty string" if {
+	not _optional_nonempty_string(object.get(md, "audience", null))
+} else := "invalid metadata: algorithms must be a non-empty array" if {
+	algs := _algorithms(md)
+	not _nonempty_array(algs)
+} else := "invalid metadata: algorithm none is never accepted" if {
+	some a in _algorithms(md)
+	is_string(a)
+	lower(a) == "none"
+} else := "invalid metadata: unsupported algorithm in algorithms" if {
+	some a in _algorithms(md)
+	not a in _supported_algorithms
+} else := "invalid metadata: leeway_seconds must be a number >= 0" if {
+	not _nonnegative_number(_leeway(md))
+} else := "invalid metadata: header_name must be a non-empty string" if {
+	not _nonempty_string(_header_name(md))
+} else := "invalid metadata: jwks must be an object" if {
+	j := object.get(md, "jwks", null)
+	j != null
+	not is_object(j)
+} else := "invalid metadata: public_key_pem must be a non-empty string" if {
+	not _optional_nonempty_string(object.get(md, "public_key_pem", null))
+} else := "invalid metadata: secret must be a non-empty string" if {
+	not _optional_nonempty_string(object.get(md, "secret", null))
+}
+
+# --- context and data -----------------------------------------------------------
+
+_ctx_error(ctx) := "malformed context: ctx must be an object" if {
+	not is_object(ctx)
+} else := "malformed context: request must be an object" if {
+	not is_object(object.get(ctx, "request", null))
+} else := "malformed context: request.headers must be an object" if {
+	not is_object(object.get(ctx.request, "headers", null))
+}
+
+_header(headers, name) := v if {
+	v := headers[lower(name)]
+} else := v if {
+	vs := [x | some k, x in headers; is_string(k); lower(k) == lower(name)]
+	count(vs) == 1
+	v := vs[0]
+}
+
+_data_raw := d if {
+	d := data.policy_data.jwtValidation
+} else := {}
+
+_data_cfg := d if {
+	d := _data_raw
+	is_object(d)
+} else := {}
+
+_data_error := "policy data: jwtValidation must be an object" if {
+	not is_object(_data_raw)
+} else := "policy data: jwtValidation.jwks must be an object or a string" if {
+	j := object.get(_data_raw, "jwks", null)
+	j != null
+	not is_object(j)
+	not is_string(j)
+} else := "policy data: jwtValidation.public_key_pem must be a string" if {
+	p := object.get(_data_raw, "public_key_pem", null)
+	p != null
+	not is_string(p)
+} else := "policy data: jwtValidation.secret must be a string" if {
+	s := object.get(_data_raw, "secret", null)
+	s != null
+	not is_string(s)
+}
+
+# --- results --------------------------------------------------------------------
+
+_deny(reason) := {
+	"status": "POLICY_DENIED",
+	"message": reason,
+	"instructions": [{
+		"type": "IMMEDIATE_RESPONSE",
+		"status_code": 401,
+		"headers": {"WWW-Authenticate": "Bearer error=\"invalid_token\""},
+		"body": concat("", ["{\"error\":\"", reason, "\"}"]),
+	}],
+	"metadata": {},
+}
+
+_valid(claims) := {
+	"status": "OK",
+	"message": "token valid",
+	"instructions": array.concat(
+		[{"type": "SET_STATE", "key": "claims", "value": claims}],
+		[{"type": "SET_STATE", "key": "user", "value": sub} |
+			sub := object.get(claims, "sub", null)
+			_nonempty_string(sub)
+		],
+	),
+	"metadata": {"auth_method": "jwt"},
+}
+
+_error(msg) := {
+	"status": "POLICY_ERROR",
+	"message": msg,
+	"instructions": [],
+	"metadata": {},
+}
+
+_nonempty_string(x) if {
+	is_string(x)
+	x != ""
+}
+
+_optional_nonempty_string(x) if x == null
+
+_optional_nonempty_string(x) if _nonempty_string(x)
+
+_nonempty_array(x) if {
+	is_array(x)
+	count(x) > 0
+}
+
+_nonnegative_number(x) if {
+	is_number(x)
+	x >= 0
+}
