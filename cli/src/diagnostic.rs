@@ -17,6 +17,15 @@
 /// `message` (a regorus error) as `file:row:col: reason` on one line; any
 /// other text with its lines joined by spaces.
 pub fn one_line(message: &str) -> String {
+    match split(message) {
+        (Some(location), reason) => format!("{location}: {reason}"),
+        (None, reason) => reason,
+    }
+}
+
+/// The `file:row:col` location (if any) and the one-line reason of a
+/// regorus error message.
+pub fn split(message: &str) -> (Option<String>, String) {
     let mut lines = message.trim_start().lines();
     let located = lines
         .next()
@@ -30,10 +39,13 @@ pub fn one_line(message: &str) -> String {
         });
         if let Some(reason) = reason {
             let reason = reason.trim().trim_end_matches(':');
-            return format!("{location}: {reason}");
+            return (Some(location.to_string()), reason.to_string());
         }
     }
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
+    (
+        None,
+        message.split_whitespace().collect::<Vec<_>>().join(" "),
+    )
 }
 
 /// The one-line form of every message in `err`'s chain, joined by `: `.
@@ -73,7 +85,8 @@ mod tests {
 
     #[test]
     fn chains_context() {
-        let err = anyhow::anyhow!("\n--> q:1:1\n  |\n1 | x\n  | ^\nerror: bad").context("evaluating");
+        let err =
+            anyhow::anyhow!("\n--> q:1:1\n  |\n1 | x\n  | ^\nerror: bad").context("evaluating");
         assert_eq!(chain_one_line(&err), "evaluating: q:1:1: bad");
     }
 }

@@ -61,7 +61,13 @@ pub fn discover(engine: &mut Engine) -> anyhow::Result<Vec<TestCase>> {
             };
             let rule_path = &ground[..=at];
             let is_skipped = rule_path[at].starts_with(SKIP_PREFIX);
-            let mut name = format_ref(package.components.iter().map(String::as_str).chain(rule_path.iter().copied()));
+            let mut name = format_ref(
+                package
+                    .components
+                    .iter()
+                    .map(String::as_str)
+                    .chain(rule_path.iter().copied()),
+            );
             if !is_skipped {
                 let seen = definitions.entry(name.clone()).or_default();
                 if *seen > 0 {
@@ -136,7 +142,9 @@ mod tests {
     fn names(policies: &[(&str, &str)]) -> Vec<(String, bool, bool)> {
         let mut engine = Engine::new();
         for (path, src) in policies {
-            engine.add_policy((*path).to_string(), (*src).to_string()).unwrap();
+            engine
+                .add_policy((*path).to_string(), (*src).to_string())
+                .unwrap();
         }
         discover(&mut engine)
             .unwrap()

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::load::{self, DataFormat};
 use crate::query_text::{self, ExprText};
-use crate::{diagnostic, go_json, table};
+use crate::{go_json, table};
 
 /// Arguments of `policyctl eval`.
 #[derive(Debug, clap::Args)]
@@ -56,7 +56,6 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     }
     let results = engine
         .eval_query(args.query.clone(), false)
-        .map_err(|e| anyhow!(diagnostic::one_line(&e.to_string())))
         .context("evaluation failed")?;
     let output = ResultSet::from_regorus(&args.query, &results);
     let text = match args.format {
@@ -140,8 +139,8 @@ impl<'a> ResultSet<'a> {
                             e.location.col,
                         );
                         // OPA does not report `some x` declarations.
-                        let declaration = query_text::is_some_declaration(&text)
-                            && e.value == Value::Bool(true);
+                        let declaration =
+                            query_text::is_some_declaration(&text) && e.value == Value::Bool(true);
                         (!declaration).then_some(Expression {
                             value: &e.value,
                             text,
@@ -202,7 +201,9 @@ fn pretty(output: &ResultSet<'_>) -> anyhow::Result<String> {
             let expr_cells = exprs
                 .iter()
                 .map(|&i| cell(r.expressions.get(i).map_or(&Value::Undefined, |e| e.value)));
-            var_cells.chain(expr_cells).collect::<anyhow::Result<Vec<_>>>()
+            var_cells
+                .chain(expr_cells)
+                .collect::<anyhow::Result<Vec<_>>>()
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(table::render(&header, &rows))
@@ -229,7 +230,10 @@ mod tests {
 
     #[test]
     fn undefined_is_an_empty_object_and_the_word_undefined() {
-        assert_eq!(output_of("x := 1; false"), ("{}".into(), "undefined\n".into()));
+        assert_eq!(
+            output_of("x := 1; false"),
+            ("{}".into(), "undefined\n".into())
+        );
     }
 
     #[test]

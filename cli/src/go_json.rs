@@ -127,7 +127,10 @@ mod tests {
 
     #[test]
     fn keeps_serde_escapes_for_control_characters() {
-        assert_eq!(to_compact(&json!("q\"\\\n\t\u{1}")).unwrap(), r#""q\"\\\n\t\u0001""#);
+        assert_eq!(
+            to_compact(&json!("q\"\\\n\t\u{1}")).unwrap(),
+            r#""q\"\\\n\t\u0001""#
+        );
     }
 
     #[test]

@@ -45,8 +45,13 @@ pub enum LoadError {
         at: String,
         reason: String,
     },
-    #[error("`{path}`: parse error: {reason}")]
-    Parse { path: PathBuf, reason: String },
+    /// `location` is `file:row:col`, or the file alone.
+    #[error("{location}: parse error: {reason}")]
+    Parse {
+        path: PathBuf,
+        location: String,
+        reason: String,
+    },
     #[error("cannot register native builtins: {reason}")]
     Builtins { reason: String },
 }
@@ -147,11 +152,13 @@ impl Loaded {
     fn read_data(&mut self, path: &Path, prefix: Vec<String>) -> Result<(), LoadError> {
         let text = read_to_string(path)?;
         let format = data_format(path).unwrap_or(DataFormat::Json);
-        let value = format.parse(&text).map_err(|reason| LoadError::DataSyntax {
-            path: path.to_path_buf(),
-            format: format.name(),
-            reason,
-        })?;
+        let value = format
+            .parse(&text)
+            .map_err(|reason| LoadError::DataSyntax {
+                path: path.to_path_buf(),
+                format: format.name(),
+                reason,
+            })?;
         if prefix.is_empty() && !matches!(value, Value::Object(_)) {
             return Err(LoadError::DataNotObject {
                 path: path.to_path_buf(),
@@ -180,10 +187,14 @@ impl Loaded {
         for policy in self.policies {
             let label = policy.path.display().to_string();
             engine
-                .add_policy(label, policy.source)
-                .map_err(|e| LoadError::Parse {
-                    path: policy.path,
-                    reason: diagnostic::one_line(&e.to_string()),
+                .add_policy(label.clone(), policy.source)
+                .map_err(|e| {
+                    let (location, reason) = diagnostic::split(&e.to_string());
+                    LoadError::Parse {
+                        path: policy.path,
+                        location: location.unwrap_or(label),
+                        reason,
+                    }
                 })?;
         }
         for doc in self.data {
@@ -233,12 +244,14 @@ impl DataFormat {
     /// Parses `text` in this format.
     pub fn parse(self, text: &str) -> Result<Value, String> {
         match self {
-            Self::Json => Value::from_json_str(text).map_err(|e| diagnostic::one_line(&e.to_string())),
+            Self::Json => {
+                Value::from_json_str(text).map_err(|e| diagnostic::one_line(&e.to_string()))
+            }
             Self::Yaml => serde_yaml_ng::from_str::<Value>(text).map_err(|e| e.to_string()),
         }
     }
 
-    /// Lower-case name for messages.
+    /// The format's name, for messages.
     pub fn name(self) -> &'static str {
         match self {
             Self::Json => "JSON",
@@ -313,8 +326,13 @@ mod tests {
     fn bad_json_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "x/data.json", "{nope");
-        let msg = Loaded::read(&[dir.path().to_path_buf()]).unwrap_err().to_string();
-        assert!(msg.contains("x/data.json") && msg.contains("invalid JSON"), "{msg}");
+        let msg = Loaded::read(&[dir.path().to_path_buf()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("x/data.json") && msg.contains("invalid JSON"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! policy that passes `policyctl test` behaves the same in the agent. This
 //! file only parses arguments and dispatches; each command is its own module.
 
+mod compile;
 mod diagnostic;
 mod discover;
 mod eval;
@@ -14,6 +15,7 @@ mod query_text;
 mod table;
 mod test_cmd;
 mod test_report;
+mod up;
 
 use std::process::ExitCode;
 
@@ -39,6 +41,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Compile a kernel config's route chains into Rego modules that OPA loads unchanged
+    Compile(compile::CompileArgs),
+    /// Start the local stack from deploy/local and show it deciding
+    Up(up::UpArgs),
     /// Evaluate a Rego query (like `opa eval`)
     Eval(eval::EvalArgs),
     /// Run Rego tests: rules named `test_*` (like `opa test`)
@@ -61,7 +67,9 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
+        Command::Compile(args) => compile::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Up(args) => up::run(args),
         Command::Test(args) => test_cmd::run(args),
     };
     result.unwrap_or_else(|e| {

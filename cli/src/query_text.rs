@@ -57,10 +57,7 @@ fn line_start(query: &str, row: u32) -> Option<usize> {
     if skip == 0 {
         return Some(0);
     }
-    query
-        .match_indices('\n')
-        .nth(skip - 1)
-        .map(|(i, _)| i + 1)
+    query.match_indices('\n').nth(skip - 1).map(|(i, _)| i + 1)
 }
 
 /// End (exclusive, trailing blanks trimmed) of the statement starting at
@@ -128,7 +125,10 @@ mod tests {
 
     #[test]
     fn restores_the_closing_quote_of_a_trailing_string() {
-        assert_eq!(fix(r#"y = "a<b""#, r#"y = "a<b"#, 1, 1), (r#"y = "a<b""#.into(), 1, 1));
+        assert_eq!(
+            fix(r#"y = "a<b""#, r#"y = "a<b"#, 1, 1),
+            (r#"y = "a<b""#.into(), 1, 1)
+        );
         assert_eq!(fix("y := `r`", "y := `r", 1, 1), ("y := `r`".into(), 1, 1));
     }
 
@@ -146,13 +146,19 @@ mod tests {
 
     #[test]
     fn keeps_the_whole_some_in_statement() {
-        assert_eq!(fix("some x in [1,2]", "some", 1, 1), ("some x in [1,2]".into(), 1, 1));
+        assert_eq!(
+            fix("some x in [1,2]", "some", 1, 1),
+            ("some x in [1,2]".into(), 1, 1)
+        );
     }
 
     #[test]
     fn stops_at_separators_and_comments_outside_brackets() {
         let q = "x := {\"a;\": [1,\n 2]}; y = 2  # note\nz := \"#\"";
-        assert_eq!(fix(q, "x := {\"a;\": [1,\n 2]}", 1, 1).0, "x := {\"a;\": [1,\n 2]}");
+        assert_eq!(
+            fix(q, "x := {\"a;\": [1,\n 2]}", 1, 1).0,
+            "x := {\"a;\": [1,\n 2]}"
+        );
         assert_eq!(fix(q, "y = 2", 2, 6), ("y = 2".into(), 2, 6));
         assert_eq!(fix(q, "z := \"#", 3, 1), ("z := \"#\"".into(), 3, 1));
     }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use regorus::Value;
 use regorus::utils::limits::ExecutionTimerConfig;
 
@@ -25,12 +25,14 @@ const TESTS_FAILED: u8 = 2;
 
 /// Arguments of `policyctl test`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Tests are rules named `test_*` in any package; `todo_test_*` rules \
+#[command(
+    after_help = "Tests are rules named `test_*` in any package; `todo_test_*` rules \
     are reported as skipped.\n\n\
     Exit status:\n  \
     0  every test that ran passed (skipped tests too, with -z)\n  \
     1  policies or data could not be loaded or compiled, or a bad --run regex\n  \
-    2  a test failed, errored or was skipped")]
+    2  a test failed, errored or was skipped"
+)]
 pub struct TestArgs {
     /// Policy and data files or directories [default: .]
     #[arg(value_name = "PATH")]
@@ -77,7 +79,6 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
     // instead of erroring each test.
     engine
         .eval_query("true".to_string(), false)
-        .map_err(|e| anyhow!(diagnostic::one_line(&e.to_string())))
         .context("compile error")?;
     let tests = discover::discover(&mut engine)?;
 
@@ -116,7 +117,10 @@ fn run_one<'t>(engine: &mut regorus::Engine, test: &'t TestCase) -> TestResult<'
     let duration = started.elapsed();
     let prints = engine.take_prints().unwrap_or_default();
     let (outcome, cases) = match evaluated {
-        Err(e) => (Outcome::Error(diagnostic::one_line(&e.to_string())), Vec::new()),
+        Err(e) => (
+            Outcome::Error(diagnostic::one_line(&e.to_string())),
+            Vec::new(),
+        ),
         Ok(data) => {
             let value = test
                 .path
@@ -190,7 +194,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => number / 1000.0,
         "" | "s" => number,
         "m" => number * 60.0,
-        _ => return Err(format!("invalid duration unit in `{text}` (use ms, s or m)")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in `{text}` (use ms, s or m)"
+            ));
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration `{text}`: {e}"))
 }
@@ -214,7 +222,10 @@ mod tests {
         let v = Value::from_json_str(r#"{"a": true, "b": {"c": false}}"#).unwrap();
         let (outcome, cases) = judge(&v, true);
         assert_eq!(outcome, Outcome::Fail);
-        let flat: Vec<_> = cases.iter().map(|c| (c.name.as_str(), c.depth, c.passed)).collect();
+        let flat: Vec<_> = cases
+            .iter()
+            .map(|c| (c.name.as_str(), c.depth, c.passed))
+            .collect();
         assert_eq!(flat, vec![("a", 0, true), ("b", 0, false), ("c", 1, false)]);
     }
 

@@ -5,7 +5,8 @@
 //! then a line per test as `opa test -v` prints it
 //! (`data.pkg.test_x: PASS (312µs)`), with cases and `print()` output.
 //! Either way a summary ends the report:
-//! `N passed, N failed[, N skipped][, N errored]`.
+//! `N passed, N failed[, N skipped][, N errored]`, where a test made of
+//! cases counts once per case, as in `opa test`.
 
 use std::io::{self, Write};
 use std::time::Duration;
@@ -70,13 +71,7 @@ impl<W: Write> Reporter<W> {
 
     /// Counts `result` and prints what the mode calls for.
     pub fn report(&mut self, result: &TestResult<'_>) -> io::Result<()> {
-        let counter = match result.outcome {
-            Outcome::Pass => &mut self.counts.passed,
-            Outcome::Fail => &mut self.counts.failed,
-            Outcome::Error(_) => &mut self.counts.errored,
-            Outcome::Skipped => &mut self.counts.skipped,
-        };
-        *counter += 1;
+        self.count(result);
 
         let name = &result.test.name;
         let took = go_duration(result.duration);
@@ -102,6 +97,29 @@ impl<W: Write> Reporter<W> {
         }
         self.details(result)?;
         self.out.flush()
+    }
+
+    /// Counts a test once, or, as `opa test` does, each leaf case of a test
+    /// made of cases.
+    fn count(&mut self, result: &TestResult<'_>) {
+        let c = &mut self.counts;
+        match result.outcome {
+            Outcome::Pass | Outcome::Fail if !result.cases.is_empty() => {
+                let cases = &result.cases;
+                for (i, case) in cases.iter().enumerate() {
+                    let is_leaf = cases.get(i + 1).is_none_or(|next| next.depth <= case.depth);
+                    match (is_leaf, case.passed) {
+                        (false, _) => {}
+                        (true, true) => c.passed += 1,
+                        (true, false) => c.failed += 1,
+                    }
+                }
+            }
+            Outcome::Pass => c.passed += 1,
+            Outcome::Fail => c.failed += 1,
+            Outcome::Error(_) => c.errored += 1,
+            Outcome::Skipped => c.skipped += 1,
+        }
     }
 
     /// The error, cases and `print()` output under a test's line.

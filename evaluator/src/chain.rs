@@ -137,9 +137,9 @@ pub fn generate(package: &str, chain: &ChainSpec) -> String {
                 let _ = writeln!(out, "md{i} := {metadata}\n");
                 let _ = writeln!(
                     out,
-                    // INVARIANT: `=`, not `:=`: regorus 0.14.1's VM makes the whole
-                    // caller undefined when `:=` binds an undefined function result,
-                    // which would skip the `else` (docs/regorus-notes.md).
+                    // `=` rather than `:=`: unpatched regorus 0.14.1 VMs make the
+                    // caller undefined when `:=` binds an undefined function result
+                    // (docs/regorus-notes.md), so generated code avoids the form.
                     "p{i}(ctx) := chain.checked(r, {name}) if {{\n\tr = data.policies.{}.result(ctx, md{i})\n}} else := chain.undefined_result({name})\n",
                     policy_ref(&step.policy)
                 );

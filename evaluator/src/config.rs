@@ -204,7 +204,7 @@ impl AgentConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         Ok(Self {
             name: raw.name,
-            socket_path: raw.socket_path,
+            socket_path: base.join(raw.socket_path),
             max_concurrent_requests: raw.server.max_concurrent_requests as usize,
             request_timeout: Duration::from_millis(raw.server.request_timeout_ms),
             fail_on_unknown: raw.policies.fail_on_unknown,

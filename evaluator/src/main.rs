@@ -16,6 +16,9 @@ struct Args {
     /// Path of agent-config.yaml.
     #[arg(long, short, env = "POLICY_AGENT_CONFIG")]
     config: PathBuf,
+    /// Listen on this socket instead of the config's `socket_path`.
+    #[arg(long)]
+    socket: Option<PathBuf>,
     /// Log output format.
     #[arg(long, default_value = "pretty", value_parser = ["pretty", "json"])]
     log_format: String,
@@ -25,7 +28,12 @@ struct Args {
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let config = match AgentConfig::load(&args.config) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            if let Some(socket) = args.socket {
+                c.socket_path = socket;
+            }
+            c
+        }
         Err(e) => {
             eprintln!("policy-agent: {e}");
             return std::process::ExitCode::FAILURE;

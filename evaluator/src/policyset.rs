@@ -122,6 +122,61 @@ impl PolicySet {
         })
     }
 
+    /// A snapshot of arbitrary modules (`(path, source)`) and data, with no
+    /// registered policies: for evaluating compiled output such as
+    /// `policyctl compile`'s, through [`PolicySet::compile_entrypoint`].
+    pub fn try_from_modules(
+        modules: &[(String, String)],
+        data: serde_json::Value,
+        builtins: NativeBuiltins,
+        stats: Arc<EngineStats>,
+    ) -> Result<Self, SetupError> {
+        let mut template = Engine::new();
+        for (path, source) in modules {
+            template
+                .add_policy(path.clone(), source.clone())
+                .map_err(|e| SetupError::Rego {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let data = Value::from(data);
+        let rego_err = |path: &str, e: anyhow::Error| SetupError::Rego {
+            path: path.to_string(),
+            reason: e.to_string(),
+        };
+        template.add_data(data.clone()).map_err(|e| rego_err("data", e))?;
+        builtins
+            .register_extensions(&mut template)
+            .map_err(|e| rego_err("native builtins", e))?;
+        Ok(Self {
+            id: NEXT_SET_ID.fetch_add(1, Ordering::Relaxed),
+            registry: Arc::new(PolicyRegistry::default()),
+            template,
+            data,
+            builtins,
+            chains: RwLock::new(HashMap::new()),
+            stats,
+            revision: String::new(),
+        })
+    }
+
+    /// Compiles an existing rule (e.g. `data.routes.api.request.decision`)
+    /// for the VM, or for the interpreter when `use_vm` is false.
+    pub fn compile_entrypoint(&self, rule: &str, use_vm: bool) -> Result<Arc<CompiledChain>, EvalError> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (rule, use_vm).hash(&mut h);
+        let id = h.finish() & !(1 << 63);
+        let exec = self.exec_for(&self.template, rule, use_vm, rule)?;
+        Ok(Arc::new(CompiledChain {
+            id,
+            rule: rule.to_string(),
+            source: String::new(),
+            exec,
+        }))
+    }
+
     /// The registry this snapshot was built from.
     pub fn registry(&self) -> &PolicyRegistry {
         &self.registry
@@ -173,32 +228,43 @@ impl PolicySet {
             .add_policy(format!("{package}.rego"), source.clone())
             .map_err(|e| EvalError::Compile(e.to_string()))?;
         self.stats.chains_compiled.fetch_add(1, Ordering::Relaxed);
-        let program = if use_vm {
-            compile_program(&engine, &rule)
-        } else {
-            Err("interpreter requested".to_string())
-        };
-        let exec = match program {
-            Ok(program) => Exec::Vm(program),
-            Err(reason) => {
-                if use_vm {
-                    self.stats.vm_fallbacks.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(chain = %package, %reason, "chain runs on the interpreter");
-                }
-                // Surface interpreter compile errors now rather than per request.
-                let mut probe = engine.clone();
-                probe
-                    .compile_with_entrypoint(&rule.as_str().into())
-                    .map_err(|e| EvalError::Compile(e.to_string()))?;
-                Exec::Interpreter { engine, reason }
-            }
-        };
+        let exec = self.exec_for(&engine, &rule, use_vm, &package)?;
         Ok(CompiledChain {
             id,
             rule,
             source,
             exec,
         })
+    }
+}
+
+impl PolicySet {
+    /// The bytecode program for `rule` of `engine`, or the interpreter when
+    /// the VM cannot compile it (counted) or is not wanted.
+    fn exec_for(&self, engine: &Engine, rule: &str, use_vm: bool, label: &str) -> Result<Exec, EvalError> {
+        let program = if use_vm {
+            compile_program(engine, rule)
+        } else {
+            Err("interpreter requested".to_string())
+        };
+        match program {
+            Ok(program) => Ok(Exec::Vm(program)),
+            Err(reason) => {
+                if use_vm {
+                    self.stats.vm_fallbacks.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(chain = %label, %reason, "chain runs on the interpreter");
+                }
+                // Surface interpreter compile errors now rather than per request.
+                let mut probe = engine.clone();
+                probe
+                    .compile_with_entrypoint(&rule.into())
+                    .map_err(|e| EvalError::Compile(e.to_string()))?;
+                Ok(Exec::Interpreter {
+                    engine: engine.clone(),
+                    reason,
+                })
+            }
+        }
     }
 }
 

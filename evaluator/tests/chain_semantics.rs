@@ -55,6 +55,15 @@ result(ctx, _) := {"status": "OK", "message": "", "metadata": {}, "instructions"
 result(ctx, _) := {"status": "OK"} if ctx.never"#,
     ),
     (
+        "assign",
+        r#"package policies.assign
+_helper(ctx) := 1 if ctx.never
+_pick(ctx) := v if {
+	v := _helper(ctx)
+} else := "fallback"
+result(ctx, _) := {"status": "OK", "message": _pick(ctx), "metadata": {}, "instructions": []}"#,
+    ),
+    (
         "malformed",
         r#"package policies.malformed
 result(_, _) := {"status": "MAYBE", "instructions": "x"}"#,
@@ -184,6 +193,15 @@ fn undefined_and_malformed_results_are_policy_errors() {
     let (d, _) = run(vec![step("malformed", OnFailure::Deny)], "malformed");
     assert_eq!(d["status"], "POLICY_ERROR");
     assert_eq!(d["message"], "policy `malformed` returned a malformed result");
+}
+
+/// Regression: `x := f(y)` with `f` undefined must fail the body (and take
+/// `else`) on the VM as in OPA; regorus 0.14.1 unpatched made `_pick` undefined.
+#[test]
+fn colon_assignment_of_undefined_call_takes_else() {
+    let (d, _) = run(vec![step("assign", OnFailure::Deny)], "assign");
+    assert_eq!(d["status"], "OK");
+    assert_eq!(d["outcomes"][0]["message"], "fallback");
 }
 
 #[test]

@@ -29,25 +29,25 @@ import rego.v1
 # result(ctx, md) is total: every branch below ends in a result object, and the
 # final else turns anything unforeseen into POLICY_ERROR.
 result(ctx, md) := r if {
-	r := _decide(ctx, md)
+	r = _decide(ctx, md)
 } else := _error("apiKeyAuth: evaluation failed")
 
 _decide(ctx, md) := _error(msg) if {
-	msg := _md_error(md)
+	msg = _md_error(md)
 } else := _error(msg) if {
-	msg := _ctx_error(ctx)
+	msg = _ctx_error(ctx)
 } else := _error(msg) if {
-	msg := _data_error
+	msg = _data_error
 } else := _error(msg) if {
-	v := _header(ctx.request.headers, _header_name(md))
+	v = _header(ctx.request.headers, _header_name(md))
 	not is_string(v)
-	msg := sprintf("malformed context: header %s must be a string", [lower(_header_name(md))])
+	msg = sprintf("malformed context: header %s must be a string", [lower(_header_name(md))])
 } else := _missing(md) if {
 	not _has_key(ctx, md)
 } else := _authenticated(user) if {
-	entry := _keys[crypto.sha256(_header(ctx.request.headers, _header_name(md)))]
+	entry = _keys[crypto.sha256(_header(ctx.request.headers, _header_name(md)))]
 	is_object(entry)
-	user := object.get(entry, "user_id", null)
+	user = object.get(entry, "user_id", null)
 	is_string(user)
 	user != ""
 } else := _error("policy data: API key entry has no valid user_id") if {
@@ -67,7 +67,7 @@ _md_error(md) := "invalid metadata: must be an object" if {
 } else := "invalid metadata: required must be a boolean" if {
 	not is_boolean(_required(md))
 } else := concat("", ["invalid metadata: unknown field(s) ", concat(", ", fs)]) if {
-	fs := sort([f | some f, _ in md; not f in {"header_name", "required"}])
+	fs = sort([f | some f, _ in md; not f in {"header_name", "required"}])
 	count(fs) > 0
 }
 
@@ -84,15 +84,15 @@ _ctx_error(ctx) := "malformed context: ctx must be an object" if {
 # Header names in ctx are lower-case; an exact lower-case match wins, otherwise
 # a single case-insensitive match is accepted (several are treated as absent).
 _header(headers, name) := v if {
-	v := headers[lower(name)]
+	v = headers[lower(name)]
 } else := v if {
-	vs := [x | some k, x in headers; is_string(k); lower(k) == lower(name)]
+	vs = [x | some k, x in headers; is_string(k); lower(k) == lower(name)]
 	count(vs) == 1
-	v := vs[0]
+	v = vs[0]
 }
 
 _has_key(ctx, md) if {
-	v := _header(ctx.request.headers, _header_name(md))
+	v = _header(ctx.request.headers, _header_name(md))
 	is_string(v)
 	v != ""
 }
@@ -100,11 +100,11 @@ _has_key(ctx, md) if {
 # --- data ---------------------------------------------------------------------
 
 _keys_raw := k if {
-	k := data.policy_data.apiKeyAuth.keys
+	k = data.policy_data.apiKeyAuth.keys
 } else := {}
 
 _keys := k if {
-	k := _keys_raw
+	k = _keys_raw
 	is_object(k)
 } else := {}
 

@@ -53,19 +53,19 @@ import rego.v1
 # the previous ones have passed (else-chain), so builtins only ever see
 # well-typed, well-formed arguments.
 result(ctx, md) := r if {
-	r := _decide(ctx, md)
+	r = _decide(ctx, md)
 } else := _error("jwtValidation: evaluation failed")
 
 _decide(ctx, md) := _error(msg) if {
-	msg := _md_error(md)
+	msg = _md_error(md)
 } else := _error(msg) if {
-	msg := _ctx_error(ctx)
+	msg = _ctx_error(ctx)
 } else := _error(msg) if {
-	msg := _data_error
+	msg = _data_error
 } else := _error(msg) if {
-	v := _header(ctx.request.headers, _header_name(md))
+	v = _header(ctx.request.headers, _header_name(md))
 	not is_string(v)
-	msg := sprintf("malformed context: header %s must be a string", [lower(_header_name(md))])
+	msg = sprintf("malformed context: header %s must be a string", [lower(_header_name(md))])
 } else := _deny("token missing") if {
 	not _header_present(ctx, md)
 } else := _deny("malformed authorization header") if {
@@ -83,7 +83,7 @@ _decide(ctx, md) := _error(msg) if {
 } else := _deny("malformed token") if {
 	not _payload(_token(ctx, md))
 } else := _deny(msg) if {
-	msg := claims_error(_payload(_token(ctx, md)), md, time.now_ns() / 1000000000)
+	msg = claims_error(_payload(_token(ctx, md)), md, time.now_ns() / 1000000000)
 } else := _valid(_payload(_token(ctx, md)))
 
 # --- claims (pure: tests call it with a crafted `now`) --------------------------
@@ -101,11 +101,11 @@ claims_error(payload, md, now_s) := "invalid exp claim" if {
 } else := "token not yet valid" if {
 	payload.nbf > now_s + _leeway(md)
 } else := "issuer mismatch" if {
-	iss := object.get(md, "issuer", null)
+	iss = object.get(md, "issuer", null)
 	iss != null
 	object.get(payload, "iss", null) != iss
 } else := "audience mismatch" if {
-	aud := object.get(md, "audience", null)
+	aud = object.get(md, "audience", null)
 	aud != null
 	not _audience_ok(object.get(payload, "aud", null), aud)
 }
@@ -120,7 +120,7 @@ _audience_ok(claim, aud) if {
 # --- token parsing --------------------------------------------------------------
 
 _header_present(ctx, md) if {
-	v := _header(ctx.request.headers, _header_name(md))
+	v = _header(ctx.request.headers, _header_name(md))
 	is_string(v)
 	trim_space(v) != ""
 }
@@ -128,14 +128,14 @@ _header_present(ctx, md) if {
 # "Bearer <token>" (scheme case-insensitive); a custom header may also carry
 # the bare token.
 _token(ctx, md) := t if {
-	v := trim_space(_header(ctx.request.headers, _header_name(md)))
+	v = trim_space(_header(ctx.request.headers, _header_name(md)))
 	count(v) > 7
 	lower(substring(v, 0, 7)) == "bearer "
-	t := trim_space(substring(v, 7, count(v) - 7))
+	t = trim_space(substring(v, 7, count(v) - 7))
 	_single_word(t)
 } else := t if {
 	lower(_header_name(md)) != "authorization"
-	t := trim_space(_header(ctx.request.headers, _header_name(md)))
+	t = trim_space(_header(ctx.request.headers, _header_name(md)))
 	not startswith(lower(t), "bearer ")
 	_single_word(t)
 }
@@ -149,13 +149,21 @@ _single_word(t) if {
 # Three dot-separated segments; header and payload canonical base64url encoding
 # JSON objects; the header names its alg. Checked before any io.jwt.* call.
 _well_formed(tok) if {
-	parts := split(tok, ".")
+	parts = split(tok, ".")
 	count(parts) == 3
 	_b64url(parts[0])
 	_b64url(parts[1])
 	_signature_segment(parts[2])
 	is_string(_json_object(parts[0]).alg)
+	not _nested_jwt(_json_object(parts[0]))
 	_json_object(parts[1])
+}
+
+# Nested JWTs (cty: JWT) are not supported.
+_nested_jwt(header) if {
+	cty = object.get(header, "cty", "")
+	is_string(cty)
+	upper(cty) == "JWT"
 }
 
 _signature_segment(s) if s == ""
@@ -182,23 +190,23 @@ _canonical_tail(s) if {
 }
 
 _json_object(seg) := o if {
-	s := base64url.decode(seg)
+	s = base64url.decode(seg)
 	json.is_valid(s)
-	o := json.unmarshal(s)
+	o = json.unmarshal(s)
 	is_object(o)
 }
 
 _alg(tok) := _json_object(split(tok, ".")[0]).alg
 
 _payload(tok) := p if {
-	[_, p, _] := io.jwt.decode(tok)
+	[_, p, _] = io.jwt.decode(tok)
 	is_object(p)
 }
 
 # --- signature --------------------------------------------------------------------
 
 _verified(tok, md) if {
-	alg := _alg(tok)
+	alg = _alg(tok)
 	some key in _keys_for(alg, md)
 	_verify(alg, tok, key) == true
 }
@@ -218,22 +226,50 @@ else := io.jwt.verify_hs512(tok, key) if alg == "HS512"
 
 # Key material: the metadata's when it has any, else the policy data's.
 _key_source(md) := md if {
+	_has_key_material(md)
+} else := _data_cfg
+
+_has_key_material(md) if {
 	some f in ["jwks", "public_key_pem", "secret"]
 	object.get(md, f, null) != null
-} else := _data_cfg
+}
 
 _keys_for(alg, md) := ks if {
 	startswith(alg, "HS")
-	ks := [s | s := object.get(_key_source(md), "secret", null); _nonempty_string(s)]
+	ks = [s | s := object.get(_key_source(md), "secret", null); _nonempty_string(s)]
 } else := array.concat(_jwks_keys(_key_source(md)), _pem_keys(_key_source(md)))
 
 _jwks_keys(src) := [json.marshal(j)] if {
-	j := object.get(src, "jwks", null)
+	j = object.get(src, "jwks", null)
 	is_object(j)
 } else := [j] if {
-	j := object.get(src, "jwks", null)
-	_nonempty_string(j)
+	j = object.get(src, "jwks", null)
+	is_string(j)
 } else := []
+
+# Key material is checked for shape only: io.jwt.verify_* fails (an error, or
+# undefined in non-strict mode) on key material it cannot parse.
+_jwk_set(j) if {
+	is_object(j)
+	keys = object.get(j, "keys", null)
+	is_array(keys)
+	every k in keys {
+		is_object(k)
+		is_string(object.get(k, "kty", null))
+	}
+}
+
+_jwk_set_json(j) if {
+	is_string(j)
+	json.is_valid(j)
+	_jwk_set(json.unmarshal(j))
+}
+
+_pem(p) if {
+	is_string(p)
+	contains(p, "-----BEGIN ")
+	contains(p, "-----END ")
+}
 
 _pem_keys(src) := [p | p := object.get(src, "public_key_pem", null); _nonempty_string(p)]
 
@@ -258,32 +294,31 @@ _header_name(md) := object.get(md, "header_name", "Authorization")
 _md_error(md) := "invalid metadata: must be an object" if {
 	not is_object(md)
 } else := concat("", ["invalid metadata: unknown field(s) ", concat(", ", fs)]) if {
-	fs := sort([f | some f, _ in md; not f in _known_fields])
+	fs = sort([f | some f, _ in md; not f in _known_fields])
 	count(fs) > 0
 } else := "invalid metadata: issuer must be a non-empty string" if {
 	not _optional_nonempty_string(object.get(md, "issuer", null))
 } else := "invalid metadata: audience must be a non-empty string" if {
 	not _optional_nonempty_string(object.get(md, "audience", null))
 } else := "invalid metadata: algorithms must be a non-empty array" if {
-	algs := _algorithms(md)
+	algs = _algorithms(md)
 	not _nonempty_array(algs)
 } else := "invalid metadata: algorithm none is never accepted" if {
-	some a in _algorithms(md)
-	is_string(a)
-	lower(a) == "none"
+	_lists_none(_algorithms(md))
 } else := "invalid metadata: unsupported algorithm in algorithms" if {
-	some a in _algorithms(md)
-	not a in _supported_algorithms
+	not _all_supported(_algorithms(md))
 } else := "invalid metadata: leeway_seconds must be a number >= 0" if {
 	not _nonnegative_number(_leeway(md))
 } else := "invalid metadata: header_name must be a non-empty string" if {
 	not _nonempty_string(_header_name(md))
-} else := "invalid metadata: jwks must be an object" if {
-	j := object.get(md, "jwks", null)
+} else := "invalid metadata: jwks must be a JWK set object ({\"keys\": [{\"kty\": ...}, ...]})" if {
+	j = object.get(md, "jwks", null)
 	j != null
-	not is_object(j)
-} else := "invalid metadata: public_key_pem must be a non-empty string" if {
-	not _optional_nonempty_string(object.get(md, "public_key_pem", null))
+	not _jwk_set(j)
+} else := "invalid metadata: public_key_pem must be a PEM-encoded public key or certificate" if {
+	p = object.get(md, "public_key_pem", null)
+	p != null
+	not _pem(p)
 } else := "invalid metadata: secret must be a non-empty string" if {
 	not _optional_nonempty_string(object.get(md, "secret", null))
 }
@@ -299,35 +334,35 @@ _ctx_error(ctx) := "malformed context: ctx must be an object" if {
 }
 
 _header(headers, name) := v if {
-	v := headers[lower(name)]
+	v = headers[lower(name)]
 } else := v if {
-	vs := [x | some k, x in headers; is_string(k); lower(k) == lower(name)]
+	vs = [x | some k, x in headers; is_string(k); lower(k) == lower(name)]
 	count(vs) == 1
-	v := vs[0]
+	v = vs[0]
 }
 
 _data_raw := d if {
-	d := data.policy_data.jwtValidation
+	d = data.policy_data.jwtValidation
 } else := {}
 
 _data_cfg := d if {
-	d := _data_raw
+	d = _data_raw
 	is_object(d)
 } else := {}
 
 _data_error := "policy data: jwtValidation must be an object" if {
 	not is_object(_data_raw)
-} else := "policy data: jwtValidation.jwks must be an object or a string" if {
-	j := object.get(_data_raw, "jwks", null)
+} else := "policy data: jwtValidation.jwks must be a JWK set (object or JSON string)" if {
+	j = object.get(_data_raw, "jwks", null)
 	j != null
-	not is_object(j)
-	not is_string(j)
-} else := "policy data: jwtValidation.public_key_pem must be a string" if {
-	p := object.get(_data_raw, "public_key_pem", null)
+	not _jwk_set(j)
+	not _jwk_set_json(j)
+} else := "policy data: jwtValidation.public_key_pem must be a PEM-encoded public key or certificate" if {
+	p = object.get(_data_raw, "public_key_pem", null)
 	p != null
-	not is_string(p)
+	not _pem(p)
 } else := "policy data: jwtValidation.secret must be a string" if {
-	s := object.get(_data_raw, "secret", null)
+	s = object.get(_data_raw, "secret", null)
 	s != null
 	not is_string(s)
 }
@@ -352,7 +387,7 @@ _valid(claims) := {
 	"instructions": array.concat(
 		[{"type": "SET_STATE", "key": "claims", "value": claims}],
 		[{"type": "SET_STATE", "key": "user", "value": sub} |
-			sub := object.get(claims, "sub", null)
+			sub = object.get(claims, "sub", null)
 			_nonempty_string(sub)
 		],
 	),
@@ -374,6 +409,18 @@ _nonempty_string(x) if {
 _optional_nonempty_string(x) if x == null
 
 _optional_nonempty_string(x) if _nonempty_string(x)
+
+_lists_none(algs) if {
+	some a in algs
+	is_string(a)
+	lower(a) == "none"
+}
+
+_all_supported(algs) if {
+	every a in algs {
+		a in _supported_algorithms
+	}
+}
 
 _nonempty_array(x) if {
 	is_array(x)

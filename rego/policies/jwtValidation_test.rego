@@ -457,8 +457,13 @@ test_md_bad_header_name if {
 }
 
 test_md_bad_key_material if {
-	is_error(run(bearer(tok_rs256_valid), {"jwks": "x"}), "invalid metadata: jwks must be an object")
-	is_error(run(bearer(tok_rs256_valid), {"public_key_pem": 1}), "invalid metadata: public_key_pem must be a non-empty string")
+	jwks_msg := "invalid metadata: jwks must be a JWK set object ({\"keys\": [{\"kty\": ...}, ...]})"
+	is_error(run(bearer(tok_rs256_valid), {"jwks": "x"}), jwks_msg)
+	is_error(run(bearer(tok_rs256_valid), {"jwks": {"kty": "RSA"}}), jwks_msg)
+	is_error(run(bearer(tok_rs256_valid), {"jwks": {"keys": [{"n": "x"}]}}), jwks_msg)
+	pem_msg := "invalid metadata: public_key_pem must be a PEM-encoded public key or certificate"
+	is_error(run(bearer(tok_rs256_valid), {"public_key_pem": 1}), pem_msg)
+	is_error(run(bearer(tok_rs256_valid), {"public_key_pem": "MIIBIjANBgkq"}), pem_msg)
 	is_error(run(bearer(tok_rs256_valid), {"secret": true}), "invalid metadata: secret must be a non-empty string")
 }
 
@@ -490,5 +495,35 @@ test_data_not_object if {
 
 test_data_bad_jwks if {
 	r := run(bearer(tok_rs256_valid), {}) with data.policy_data.jwtValidation as {"jwks": 5}
-	is_error(r, "policy data: jwtValidation.jwks must be an object or a string")
+	is_error(r, "policy data: jwtValidation.jwks must be a JWK set (object or JSON string)")
+}
+
+test_data_bad_jwks_string if {
+	r := run(bearer(tok_rs256_valid), {}) with data.policy_data.jwtValidation as {"jwks": "{not json"}
+	is_error(r, "policy data: jwtValidation.jwks must be a JWK set (object or JSON string)")
+}
+
+test_data_bad_pem if {
+	r := run(bearer(tok_rs256_valid), {}) with data.policy_data.jwtValidation as {"public_key_pem": "abc"}
+	is_error(r, "policy data: jwtValidation.public_key_pem must be a PEM-encoded public key or certificate")
+}
+
+test_empty_jwk_set_is_invalid_signature if {
+	run(bearer(tok_rs256_valid), {"jwks": {"keys": []}}) == denied("invalid signature")
+}
+
+test_nested_jwt_rejected if {
+	# header {"alg":"RS256","cty":"JWT"}
+	run(bearer("eyJhbGciOiJSUzI1NiIsImN0eSI6IkpXVCJ9.e30.c2ln"), md_jwks) == denied("malformed token")
+}
+
+test_crafted_signature_rejected if {
+	# header {"alg":"RS256"}, payload {"sub":"admin"}, signature "sig"
+	run(bearer("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2ln"), md_jwks) == denied("invalid signature")
+	run(bearer("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2ln"), {"algorithms": ["HS256"], "secret": hs_secret}) == denied("invalid signature")
+}
+
+test_payload_not_object if {
+	# payload [1]
+	run(bearer("eyJhbGciOiJSUzI1NiJ9.WzFd.c2ln"), md_jwks) == denied("malformed token")
 }

@@ -39,11 +39,11 @@ import rego.v1
 # result(ctx, md) validates its inputs, calls rate_limit.take exactly once and
 # hands the builtin's answer to decide/3, which is pure.
 result(ctx, md) := _error(msg) if {
-	msg := _md_error(md)
+	msg = _md_error(md)
 } else := _error(msg) if {
-	msg := _ctx_error(ctx, md)
+	msg = _ctx_error(ctx, md)
 } else := decide(ctx, md, take) if {
-	take := rate_limit.take(bucket_key(ctx, md), _rps(md), _burst(md))
+	take = rate_limit.take(bucket_key(ctx, md), _rps(md), _burst(md))
 } else := _error("rate limiter unavailable")
 
 # decide(ctx, md, take) turns the builtin's result
@@ -73,7 +73,7 @@ decide(ctx, md, take) := _error("rate limiter returned an invalid result") if {
 
 # Whole seconds, at least 1.
 _retry_after(take) := max([1, ceil(r)]) if {
-	r := object.get(take, "retry_after_seconds", null)
+	r = object.get(take, "retry_after_seconds", null)
 	is_number(r)
 } else := 1
 
@@ -81,7 +81,7 @@ _metadata(md, take) := object.union(
 	{"rate_limit_key": _kind_name(md)},
 	{name: format_int(floor(v), 10) |
 		some name, field in {"rate_limit_limit": "limit", "rate_limit_remaining": "remaining"}
-		v := object.get(take, field, null)
+		v = object.get(take, field, null)
 		is_number(v)
 	},
 )
@@ -89,40 +89,40 @@ _metadata(md, take) := object.union(
 # --- bucket key -----------------------------------------------------------------
 
 bucket_key(ctx, md) := concat("|", [ctx.route, id[0], id[1]]) if {
-	id := _identity(ctx, md)
+	id = _identity(ctx, md)
 }
 
 # [kind, value]; falls back to the client IP when the identity is absent.
 _identity(ctx, md) := ["api_key", crypto.sha256(v)] if {
 	_kind(md) == "api_key"
-	v := _header(ctx.request.headers, _api_key_header(md))
+	v = _header(ctx.request.headers, _api_key_header(md))
 	_nonempty_string(v)
 } else := ["user", u] if {
 	_kind(md) == "user"
-	u := _user(ctx)
+	u = _user(ctx)
 } else := [_kind_name(md), v] if {
 	startswith(_kind(md), "header:")
-	v := _header(ctx.request.headers, _header_kind_name(md))
+	v = _header(ctx.request.headers, _header_kind_name(md))
 	_nonempty_string(v)
 } else := ["client_ip", _client_ip(ctx)]
 
 _user(ctx) := u if {
-	u := object.get(_state(ctx), "user", null)
+	u = object.get(_state(ctx), "user", null)
 	_nonempty_string(u)
 } else := u if {
-	claims := object.get(_state(ctx), "claims", {})
+	claims = object.get(_state(ctx), "claims", {})
 	is_object(claims)
-	u := object.get(claims, "sub", null)
+	u = object.get(claims, "sub", null)
 	_nonempty_string(u)
 }
 
 _state(ctx) := s if {
-	s := object.get(ctx, "state", {})
+	s = object.get(ctx, "state", {})
 	is_object(s)
 } else := {}
 
 _client_ip(ctx) := ip if {
-	ip := object.get(ctx.request, "client_ip", "")
+	ip = object.get(ctx.request, "client_ip", "")
 	_nonempty_string(ip)
 } else := "unknown"
 
@@ -146,14 +146,14 @@ _api_key_header(md) := object.get(md, "api_key_header", "X-API-Key")
 _md_error(md) := "invalid metadata: must be an object" if {
 	not is_object(md)
 } else := concat("", ["invalid metadata: unknown field(s) ", concat(", ", fs)]) if {
-	fs := sort([f | some f, _ in md; not f in {"requests_per_second", "burst", "key", "api_key_header"}])
+	fs = sort([f | some f, _ in md; not f in {"requests_per_second", "burst", "key", "api_key_header"}])
 	count(fs) > 0
 } else := "invalid metadata: requests_per_second is required" if {
 	not "requests_per_second" in object.keys(md)
 } else := "invalid metadata: requests_per_second must be a number > 0" if {
 	not _positive_number(md.requests_per_second)
 } else := "invalid metadata: burst must be an integer >= 1" if {
-	b := object.get(md, "burst", 1)
+	b = object.get(md, "burst", 1)
 	not _integer_at_least_one(b)
 } else := "invalid metadata: key must be client_ip, api_key, user or header:<name>" if {
 	not _valid_kind(_kind(md))
@@ -180,16 +180,16 @@ _ctx_error(ctx, md) := "malformed context: ctx must be an object" if {
 } else := "malformed context: request.headers must be an object" if {
 	not is_object(object.get(ctx.request, "headers", null))
 } else := "malformed context: request.client_ip must be a string" if {
-	ip := object.get(ctx.request, "client_ip", null)
+	ip = object.get(ctx.request, "client_ip", null)
 	ip != null
 	not is_string(ip)
 } else := "malformed context: state must be an object" if {
-	s := object.get(ctx, "state", null)
+	s = object.get(ctx, "state", null)
 	s != null
 	not is_object(s)
 } else := sprintf("malformed context: header %s must be a string", [name]) if {
-	name := _identity_header(md)
-	v := _header(ctx.request.headers, name)
+	name = _identity_header(md)
+	v = _header(ctx.request.headers, name)
 	not is_string(v)
 }
 
@@ -200,11 +200,11 @@ _identity_header(md) := lower(_api_key_header(md)) if {
 }
 
 _header(headers, name) := v if {
-	v := headers[lower(name)]
+	v = headers[lower(name)]
 } else := v if {
-	vs := [x | some k, x in headers; is_string(k); lower(k) == lower(name)]
+	vs = [x | some k, x in headers; is_string(k); lower(k) == lower(name)]
 	count(vs) == 1
-	v := vs[0]
+	v = vs[0]
 }
 
 # --- helpers --------------------------------------------------------------------

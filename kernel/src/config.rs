@@ -1,0 +1,340 @@
+//! `kernel-config.yaml` in the shape of the engine specification §3.2,
+//! parsed strictly (unknown fields are errors) and validated before use.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Why a kernel config was rejected: the file, the field and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {reason}")]
+    Parse { file: PathBuf, reason: String },
+    #[error("{file}: field `{field}`: {reason}")]
+    Field {
+        file: PathBuf,
+        field: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    policy_kernel: KernelConfig,
+}
+
+/// The whole kernel configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelConfig {
+    #[serde(default)]
+    pub server: ServerConfig,
+    pub agents: Vec<AgentEntry>,
+    #[serde(default)]
+    pub route_policies: Vec<RouteEntry>,
+    #[serde(default)]
+    pub default_policy: Option<PolicyChains>,
+    #[serde(default)]
+    pub observability: ObservabilityConfig,
+    /// Allow requests when an agent is unavailable or times out (default false: deny).
+    #[serde(default)]
+    pub fail_open: bool,
+}
+
+/// The ext_proc listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address (default `0.0.0.0`).
+    pub address: String,
+    /// Listen port (default 9001).
+    pub port: u16,
+    /// Concurrent ext_proc streams (default 1000).
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            address: "0.0.0.0".into(),
+            port: 9001,
+            max_concurrent_streams: 1000,
+        }
+    }
+}
+
+/// An agent the kernel sends chains to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEntry {
+    pub name: String,
+    pub socket_path: PathBuf,
+    /// Per-call timeout in milliseconds (default 500, at most 5000).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Health check period in milliseconds (default 5000).
+    #[serde(default = "default_health_ms")]
+    pub health_check_interval_ms: u64,
+}
+
+fn default_timeout_ms() -> u64 {
+    500
+}
+fn default_health_ms() -> u64 {
+    5000
+}
+
+/// Retries of an agent call that produced no result.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts in all, including the first (default 1: no retry).
+    pub max_attempts: u32,
+    /// Pause between attempts in milliseconds (default 100).
+    pub backoff_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 1,
+            backoff_ms: 100,
+        }
+    }
+}
+
+/// One policy of a chain.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChainEntry {
+    pub policy: String,
+    /// Policy metadata; validated by the agent against the policy's schema.
+    #[serde(default = "empty_object")]
+    pub metadata: Value,
+    /// `deny` (default), `continue` or `skip_remaining`.
+    #[serde(default = "default_on_failure")]
+    pub on_failure: String,
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+fn default_on_failure() -> String {
+    "deny".into()
+}
+
+impl ChainEntry {
+    /// Metadata as the protocol's string map: strings as they are, other
+    /// values as JSON.
+    pub fn metadata_strings(&self) -> BTreeMap<String, String> {
+        self.metadata
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        let s = match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        (k.clone(), s)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Request and response chains.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyChains {
+    /// Agent that runs the chains (default: the first agent).
+    #[serde(default)]
+    pub agent: Option<String>,
+    #[serde(default)]
+    pub request_policy_chain: Vec<ChainEntry>,
+    #[serde(default)]
+    pub response_policy_chain: Vec<ChainEntry>,
+}
+
+/// A route and its chains.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteEntry {
+    pub route_name: String,
+    #[serde(flatten)]
+    pub chains: PolicyChains,
+}
+
+/// Metrics, logs and traces.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservabilityConfig {
+    /// Port of `/metrics` and `/health/*` (default 9090).
+    pub metrics_port: u16,
+    /// `error`, `warn`, `info`, `debug` or `trace` (default `info`).
+    pub log_level: String,
+    pub tracing: TracingConfig,
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        Self {
+            metrics_port: 9090,
+            log_level: "info".into(),
+            tracing: TracingConfig::default(),
+        }
+    }
+}
+
+/// OpenTelemetry tracing.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    pub enabled: bool,
+    /// Fraction of traces sampled, 0.0 to 1.0.
+    pub sampling_rate: f64,
+}
+
+impl KernelConfig {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Parse {
+            file: path.into(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates `text`, read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let file: File = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
+            file: path.into(),
+            reason: e.to_string(),
+        })?;
+        let config = file.policy_kernel;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let field = |field: String, reason: &str| ConfigError::Field {
+            file: path.into(),
+            field: format!("policy_kernel.{field}"),
+            reason: reason.into(),
+        };
+        if self.agents.is_empty() {
+            return Err(field("agents".into(), "at least one agent is required"));
+        }
+        let mut names = HashSet::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            if a.name.trim().is_empty() {
+                return Err(field(format!("agents[{i}].name"), "must not be empty"));
+            }
+            if !names.insert(a.name.as_str()) {
+                return Err(field(format!("agents[{i}].name"), "duplicate agent name"));
+            }
+            if !(1..=5000).contains(&a.timeout_ms) {
+                return Err(field(format!("agents[{i}].timeout_ms"), "must be between 1 and 5000"));
+            }
+            if a.retry.max_attempts == 0 {
+                return Err(field(format!("agents[{i}].retry.max_attempts"), "must be at least 1"));
+            }
+            if a.health_check_interval_ms == 0 {
+                return Err(field(format!("agents[{i}].health_check_interval_ms"), "must be at least 1"));
+            }
+        }
+        let check_chains = |prefix: String, chains: &PolicyChains| -> Result<(), ConfigError> {
+            if let Some(agent) = &chains.agent
+                && !names.contains(agent.as_str())
+            {
+                return Err(field(format!("{prefix}.agent"), &format!("unknown agent `{agent}`")));
+            }
+            for (kind, chain) in [
+                ("request_policy_chain", &chains.request_policy_chain),
+                ("response_policy_chain", &chains.response_policy_chain),
+            ] {
+                for (j, e) in chain.iter().enumerate() {
+                    let at = format!("{prefix}.{kind}[{j}]");
+                    if e.policy.trim().is_empty() {
+                        return Err(field(format!("{at}.policy"), "must not be empty"));
+                    }
+                    if !e.metadata.is_object() {
+                        return Err(field(format!("{at}.metadata"), "must be a mapping"));
+                    }
+                    if !["deny", "continue", "skip_remaining"].contains(&e.on_failure.as_str()) {
+                        return Err(field(
+                            format!("{at}.on_failure"),
+                            "must be deny, continue or skip_remaining",
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        };
+        let mut routes = HashSet::new();
+        for (i, r) in self.route_policies.iter().enumerate() {
+            if r.route_name.is_empty() {
+                return Err(field(format!("route_policies[{i}].route_name"), "must not be empty"));
+            }
+            if !routes.insert(r.route_name.as_str()) {
+                return Err(field(format!("route_policies[{i}].route_name"), "duplicate route"));
+            }
+            check_chains(format!("route_policies[{i}]"), &r.chains)?;
+        }
+        if let Some(d) = &self.default_policy {
+            check_chains("default_policy".into(), d)?;
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.observability.log_level.as_str()) {
+            return Err(field(
+                "observability.log_level".into(),
+                "must be one of error, warn, info, debug, trace",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.observability.tracing.sampling_rate) {
+            return Err(field(
+                "observability.tracing.sampling_rate".into(),
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = include_str!("../../deploy/kernel-config.yaml");
+
+    #[test]
+    fn spec_example_parses() {
+        let c = KernelConfig::parse(Path::new("k.yaml"), SPEC).unwrap();
+        assert_eq!(c.server.port, 9001);
+        assert_eq!(c.route_policies.len(), 2);
+        assert_eq!(c.route_policies[0].route_name, "/api/v1/users");
+        let md = c.route_policies[0].chains.request_policy_chain[0].metadata_strings();
+        assert_eq!(md["required"], "true");
+        assert_eq!(md["header_name"], "X-API-Key");
+        let d = c.default_policy.unwrap();
+        assert_eq!(d.request_policy_chain[0].policy, "allowAll");
+    }
+
+    #[test]
+    fn errors_name_file_field_and_reason() {
+        let bad = SPEC.replace("timeout_ms: 500", "timeout_ms: 0");
+        let err = KernelConfig::parse(Path::new("k.yaml"), &bad).unwrap_err().to_string();
+        assert_eq!(err, "k.yaml: field `policy_kernel.agents[0].timeout_ms`: must be between 1 and 5000");
+        let bad = SPEC.replace("max_concurrent_streams", "max_streams");
+        let err = KernelConfig::parse(Path::new("k.yaml"), &bad).unwrap_err().to_string();
+        assert!(err.starts_with("k.yaml: ") && err.contains("max_streams"), "{err}");
+        let bad = SPEC.replace("    - route_name: \"/api/v1/admin\"", "    - route_name: \"/api/v1/admin\"\n      agent: ghost");
+        let err = KernelConfig::parse(Path::new("k.yaml"), &bad).unwrap_err().to_string();
+        assert!(err.contains("route_policies[1].agent") && err.contains("unknown agent `ghost`"), "{err}");
+    }
+}

@@ -1,0 +1,94 @@
+# METADATA
+# title: addSecurityHeaders
+# description: >-
+#   Adds security headers to the response (SET_HEADER, in sorted header-name
+#   order). The configured headers replace the default set.
+# custom:
+#   version: 1.0.0
+#   phases: [response]
+#   tier: whitelist
+#   schema:
+#     type: object
+#     additionalProperties: false
+#     properties:
+#       headers:
+#         type: object
+#         additionalProperties:
+#           type: string
+#         default:
+#           Referrer-Policy: no-referrer
+#           Strict-Transport-Security: "max-age=31536000; includeSubDomains"
+#           X-Content-Type-Options: nosniff
+#           X-Frame-Options: DENY
+package policies.addSecurityHeaders
+
+import rego.v1
+
+default_headers := {
+	"Referrer-Policy": "no-referrer",
+	"Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+	"X-Content-Type-Options": "nosniff",
+	"X-Frame-Options": "DENY",
+}
+
+result(ctx, md) := r if {
+	r = _decide(ctx, md)
+} else := _error("addSecurityHeaders: evaluation failed")
+
+_decide(ctx, md) := _error(msg) if {
+	msg = _md_error(md)
+} else := _error("malformed context: ctx must be an object") if {
+	not is_object(ctx)
+} else := {
+	"status": "OK",
+	"message": "security headers added",
+	"instructions": [{"type": "SET_HEADER", "key": k, "value": _headers(md)[k]} |
+		some k in sort(object.keys(_headers(md)))
+	],
+	"metadata": {},
+}
+
+_headers(md) := object.get(md, "headers", default_headers)
+
+_md_error(md) := "invalid metadata: must be an object" if {
+	not is_object(md)
+} else := concat("", ["invalid metadata: unknown field(s) ", concat(", ", fs)]) if {
+	fs = sort([f | some f, _ in md; f != "headers"])
+	count(fs) > 0
+} else := "invalid metadata: headers must be an object" if {
+	not is_object(_headers(md))
+} else := "invalid metadata: header names must be non-empty strings without spaces" if {
+	not _all_names(_headers(md))
+} else := "invalid metadata: header values must be strings without line breaks" if {
+	not _all_values(_headers(md))
+}
+
+_all_names(headers) if {
+	every k in object.keys(headers) {
+		_header_name(k)
+	}
+}
+
+_all_values(headers) if {
+	every k in object.keys(headers) {
+		_header_value(headers[k])
+	}
+}
+
+_header_name(k) if {
+	is_string(k)
+	regex.match(`^[!#$%&'*+.^_|~0-9A-Za-z-]+$`, k)
+}
+
+_header_value(v) if {
+	is_string(v)
+	not contains(v, "\n")
+	not contains(v, "\r")
+}
+
+_error(msg) := {
+	"status": "POLICY_ERROR",
+	"message": msg,
+	"instructions": [],
+	"metadata": {},
+}

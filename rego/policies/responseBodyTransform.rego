@@ -1,0 +1,136 @@
+# METADATA
+# title: responseBodyTransform
+# description: >-
+#   Removes fields from a JSON response body. A plain name (no dot) removes
+#   that key at every depth (objects nested in objects and arrays); a dotted
+#   path a.b.c removes exactly that key path (a segment may be an array index,
+#   e.g. items.0.secret). Bodies that are not JSON (strings) are left untouched.
+#   When something was removed the new body is returned with SET_BODY.
+# custom:
+#   version: 1.0.0
+#   phases: [response]
+#   tier: whitelist
+#   schema:
+#     type: object
+#     additionalProperties: false
+#     properties:
+#       remove_fields:
+#         type: array
+#         items:
+#           type: string
+#           minLength: 1
+#         default: []
+package policies.responseBodyTransform
+
+import rego.v1
+
+result(ctx, md) := r if {
+	r = _decide(ctx, md)
+} else := _error("responseBodyTransform: evaluation failed")
+
+_decide(ctx, md) := _error(msg) if {
+	msg = _md_error(md)
+} else := _error(msg) if {
+	msg = _ctx_error(ctx)
+} else := _unchanged("response body is not JSON") if {
+	not _is_json(_body(ctx))
+} else := _unchanged("no fields to remove") if {
+	count(removed_paths(_body(ctx), _fields(md))) == 0
+} else := {
+	"status": "OK",
+	"message": "response body fields removed",
+	"instructions": [{
+		"type": "SET_BODY",
+		"body": remove_paths(_body(ctx), removed_paths(_body(ctx), _fields(md))),
+	}],
+	"metadata": {"removed_fields": format_int(count(removed_paths(_body(ctx), _fields(md))), 10)},
+}
+
+# removed_paths(body, fields): the set of key paths (as walk paths: strings for
+# object keys, numbers for array indexes) that the fields select in body.
+removed_paths(body, fields) := {p |
+	walk(body, [p, _])
+	count(p) > 0
+	is_string(p[count(p) - 1])
+	some f in fields
+	_selects(f, p)
+}
+
+# A plain name selects the key wherever it appears.
+_selects(f, p) if {
+	not contains(f, ".")
+	p[count(p) - 1] == f
+}
+
+# A dotted path selects exactly that path.
+_selects(f, p) if {
+	contains(f, ".")
+	segs = split(f, ".")
+	count(segs) == count(p)
+	every i, s in segs {
+		_segment(p[i]) == s
+	}
+}
+
+# remove_paths(body, paths): body without the given key paths. The body is
+# wrapped so that top-level arrays work too, and path segments are passed to
+# json.remove as strings (array indexes included), the form both OPA and
+# regorus resolve against arrays.
+remove_paths(body, paths) := json.remove({"body": body}, [array.concat(["body"], [_segment(x) | some x in p]) | some p in paths]).body
+
+_segment(x) := x if is_string(x)
+
+_segment(x) := format_int(x, 10) if is_number(x)
+
+_is_json(body) if is_object(body)
+
+_is_json(body) if is_array(body)
+
+_body(ctx) := object.get(ctx.response, "body", "")
+
+_fields(md) := object.get(md, "remove_fields", [])
+
+_unchanged(reason) := {
+	"status": "OK",
+	"message": reason,
+	"instructions": [],
+	"metadata": {},
+}
+
+_md_error(md) := "invalid metadata: must be an object" if {
+	not is_object(md)
+} else := concat("", ["invalid metadata: unknown field(s) ", concat(", ", fs)]) if {
+	fs = sort([f | some f, _ in md; f != "remove_fields"])
+	count(fs) > 0
+} else := "invalid metadata: remove_fields must be an array of non-empty strings" if {
+	not is_array(_fields(md))
+} else := "invalid metadata: remove_fields must be an array of non-empty strings" if {
+	not _all_fields(_fields(md))
+}
+
+_all_fields(fields) if {
+	every f in fields {
+		_field(f)
+	}
+}
+
+# A name, or a dotted path without empty segments.
+_field(f) if {
+	is_string(f)
+	every s in split(f, ".") {
+		s != ""
+	}
+}
+
+_ctx_error(ctx) := "malformed context: ctx must be an object" if {
+	not is_object(ctx)
+} else := "malformed context: response must be an object" if {
+	not is_object(object.get(ctx, "response", null))
+}
+
+_error(msg) := {
+	"status": "POLICY_ERROR",
+	"message": msg,
+	"instructions": [],
+	"metadata": {},
+}

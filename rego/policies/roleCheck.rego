@@ -1,0 +1,193 @@
+# METADATA
+# title: roleCheck
+# description: >-
+#   Requires roles. The caller's roles are the union of the roles claim of
+#   the validated token (state "claims"; an array or a space-separated string)
+#   and the role bindings data.policy_data.roleCheck.bindings[<user>], where
+#   user is state "user", else the claims' sub. match "any" needs one of the
+#   required roles, "all" needs every one of them.
+# custom:
+#   version: 1.0.0
+#   phases: [request]
+#   tier: rbac
+#   schema:
+#     type: object
+#     additionalProperties: false
+#     required: [required_roles]
+#     properties:
+#       required_roles:
+#         type: array
+#         minItems: 1
+#         items:
+#           type: string
+#           minLength: 1
+#       match:
+#         type: string
+#         enum: [any, all]
+#         default: any
+#       roles_claim:
+#         type: string
+#         minLength: 1
+#         default: roles
+package policies.roleCheck
+
+import rego.v1
+
+result(ctx, md) := r if {
+	r = _decide(ctx, md)
+} else := _error("roleCheck: evaluation failed")
+
+_decide(ctx, md) := _error(msg) if {
+	msg = _md_error(md)
+} else := _error(msg) if {
+	msg = _ctx_error(ctx)
+} else := _error(msg) if {
+	msg = _data_error
+} else := _deny(missing, _match(md)) if {
+	missing = missing_roles(roles(ctx, md), _required(md), _match(md))
+	count(missing) > 0
+} else := {
+	"status": "OK",
+	"message": "required roles present",
+	"instructions": [],
+	"metadata": {},
+}
+
+# missing_roles(have, required, match): the required roles (sorted) that make the
+# check fail; empty when it passes.
+missing_roles(have, required, "all") := sort([r | some r in required; not r in have])
+
+missing_roles(have, required, "any") := [] if {
+	_any_in(required, have)
+} else := sort({r | some r in required})
+
+_any_in(required, have) if {
+	some r in required
+	r in have
+}
+
+# roles(ctx, md): the caller's roles, from the token claim and the bindings.
+roles(ctx, md) := _claim_roles(_claims(ctx), _roles_claim(md)) | _bound_roles(_user(ctx))
+
+_claim_roles(claims, name) := {r | some r in _claim_value(claims, name); is_string(r); r != ""} if {
+	is_array(_claim_value(claims, name))
+} else := {r | some r in split(_claim_value(claims, name), " "); r != ""} if {
+	is_string(_claim_value(claims, name))
+} else := set()
+
+# An exact claim name wins; otherwise a dotted name is a path (realm_access.roles).
+_claim_value(claims, name) := v if {
+	v = claims[name]
+} else := v if {
+	contains(name, ".")
+	v = object.get(claims, split(name, "."), null)
+	v != null
+}
+
+_bound_roles(user) := {r | some r in _bindings[user]; is_string(r); r != ""} if {
+	is_array(_bindings[user])
+} else := set()
+
+_user(ctx) := u if {
+	u = object.get(_state(ctx), "user", null)
+	_nonempty_string(u)
+} else := u if {
+	u = object.get(_claims(ctx), "sub", null)
+	_nonempty_string(u)
+} else := ""
+
+_state(ctx) := s if {
+	s = object.get(ctx, "state", {})
+	is_object(s)
+} else := {}
+
+_claims(ctx) := c if {
+	c = object.get(_state(ctx), "claims", {})
+	is_object(c)
+} else := {}
+
+# --- metadata -------------------------------------------------------------------
+
+_required(md) := object.get(md, "required_roles", [])
+
+_match(md) := object.get(md, "match", "any")
+
+_roles_claim(md) := object.get(md, "roles_claim", "roles")
+
+_md_error(md) := "invalid metadata: must be an object" if {
+	not is_object(md)
+} else := concat("", ["invalid metadata: unknown field(s) ", concat(", ", fs)]) if {
+	fs = sort([f | some f, _ in md; not f in {"required_roles", "match", "roles_claim"}])
+	count(fs) > 0
+} else := "invalid metadata: required_roles must be a non-empty array of non-empty strings" if {
+	not _role_list(_required(md))
+} else := "invalid metadata: match must be any or all" if {
+	not _match(md) in {"any", "all"}
+} else := "invalid metadata: roles_claim must be a non-empty string" if {
+	not _nonempty_string(_roles_claim(md))
+}
+
+_role_list(x) if {
+	is_array(x)
+	count(x) > 0
+	every r in x {
+		_nonempty_string(r)
+	}
+}
+
+# --- context and data -------------------------------------------------------------
+
+_ctx_error(ctx) := "malformed context: ctx must be an object" if {
+	not is_object(ctx)
+} else := "malformed context: state must be an object" if {
+	s = object.get(ctx, "state", null)
+	s != null
+	not is_object(s)
+} else := "malformed context: state.claims must be an object" if {
+	c = object.get(_state(ctx), "claims", null)
+	c != null
+	not is_object(c)
+}
+
+_bindings_raw := b if {
+	b = data.policy_data.roleCheck.bindings
+} else := {}
+
+_bindings := b if {
+	b = _bindings_raw
+	is_object(b)
+} else := {}
+
+_data_error := "policy data: roleCheck.bindings must be an object" if {
+	not is_object(_bindings_raw)
+}
+
+# --- results --------------------------------------------------------------------
+
+_deny(missing, "all") := _forbidden(concat("", ["missing required role(s): ", concat(", ", missing)]))
+
+_deny(missing, "any") := _forbidden(concat("", ["requires one of the roles: ", concat(", ", missing)]))
+
+_forbidden(reason) := {
+	"status": "POLICY_DENIED",
+	"message": reason,
+	"instructions": [{
+		"type": "IMMEDIATE_RESPONSE",
+		"status_code": 403,
+		"headers": {},
+		"body": "{\"error\":\"forbidden\"}",
+	}],
+	"metadata": {},
+}
+
+_error(msg) := {
+	"status": "POLICY_ERROR",
+	"message": msg,
+	"instructions": [],
+	"metadata": {},
+}
+
+_nonempty_string(x) if {
+	is_string(x)
+	x != ""
+}

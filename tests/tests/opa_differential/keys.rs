@@ -1,0 +1,91 @@
+//! Fixed test keys (PKCS#8, generated once with `openssl genpkey`; test-only).
+//!
+//! Fixed keys make the generated tokens the same on every run (ECDSA and
+//! RSA-PSS signatures still carry fresh randomness, which changes no decision).
+
+pub const RSA_A: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIIEugIBADANBgkqhkiG9w0BAQEFAASCBKQwggSgAgEAAoIBAQClY25TSbU56dlB\n\
+SKsKTpW+8Ejr9XsBZTOi2B8iagliTkXIIlRJHzF+9FLSwnvxvVKHLErfR5XhxvvK\n\
+T3edCoSdW9rNImKveGpeSKubPyqpfB4O/OY5a8IFrVGLtDB04ifYM4nq9Z8UThcH\n\
+XseBoJkHVx+Xal0xRvG+vUo6L/ssGH7sjoiFpqAGwZC589I5OzCc7wTHbk6oKAZs\n\
+ZH4Hz9pKwwvk8cdwC1ZgQuB7TNsp3L/Cq6q8Hys42m5qfjymyvAfNjFN87/o+lYn\n\
+INl1OTAp5SInC2Jjgv3lzgBzMW10amO01Ymlypa9NgvIGUJEtHaQEXnal+Pzgf1Q\n\
+tG+uvEABAgMBAAECgf8r9tqFBBBLbNZ2fD1mEq3L1qQL1XL1U/798uWT3bbQ4xhk\n\
+XdEkqZ4cBBFgOpgoErkK0G4MHJjDLoS7AD+TshAT+dmYCOP4MSeqwzaa9kJTpiLM\n\
+vn2UwLMQP0Uba12A31LS2Msjd6zqAOLY8AuoxxWRgJ9tPgu35bFYOt6tyRjDskbh\n\
+E9nDCYpMiET8UCCVCkXTNPTo6AryEmjq8fzwTQUrgN0DEF0U4Xna0nmVMXyW0ftf\n\
+UTBrZQ3GsdK+5xIqcoRQVwnh4Uot6686UWWQtt5PkAsdXaoeIYW629vasRRHFPjn\n\
+vLtPvKft1wIGylHXyGlpc4b6e/bLWixSPedZIgECgYEA3uzNnvJPdbq/nEJN2QVw\n\
+POHKGbJr+iArxdbgnk2bkX1hi2tl7lOEBK9JmmgybkHfbfu5p0QlgLriRljIK1ey\n\
+t5PB0u8wqoJi0lvxueMJAxgr1jh+b8Za2F8U3Rwn8rZTAAvSRHoOImXs4j3/Jkst\n\
+3IgY1JtWjYG6KROJDq6LRoECgYEAve1ByqKdEooeTZYtXctcNd/R/+vKlzu6zrXM\n\
+9Pi3Pap0xgzOL/K9GbXO7XsOkK2ftjroOJOFTnfcvpwgow6u1GIkjc995oHRbxgE\n\
+m8w8QnLPl9VXvbxfna77k6DUW9yjSEdRhLQaTx35B48Dw56K7wljQ23/6wHkKkPW\n\
+ZqhbOYECgYBKL+BWDymmclml9OLXYFnzyOhrGNeaS+6FTnc993HYPzOhJEKtx5ld\n\
+vb/u5NIzozRp86XbJnCcoJUA+DbVRcAyG7gbLIKzm+SrQPH2/LlZEEg2aGKbbBV7\n\
+gFj/JIme2lJQ5544L65YgDcPK7an1ckTZS9uQavSN+PuG5Q3EJtFAQKBgE3UM+m9\n\
+yXAXeWOB7wVImHjbR0sAbPycVWjvxxV79lsmxsOB69xqNGOcxTc7/jP7cj9S1Gaa\n\
+zT3ikGrrv9QR6ELQFPqn1IfpGtHTnc/aWbdBJSCrJFF0KBqN4joU5fDe8WplD1q6\n\
+Ey3osmwOhxRam8RorGytXvoGxGEte2aGBxwBAoGAd0XDpCUBToqY7rySHH3U3+32\n\
+N4u+UpQknTQbnEWDBMWH+hVXQPNEF4a7U+a8Ooikab6Lkumo9p9gkJvjzFJSJxTb\n\
+faEGDUogzItfLF4rAK5qROKkEfDxaVmJD2MuRztpOKmOKZtOOIRyDL847d6f1gxN\n\
+2SVKCiaVr9SLKyl1nzk=\n\
+-----END PRIVATE KEY-----\n\
+";
+
+pub const RSA_B: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQDFQv3X3gaDaSIT\n\
+EMC2YoHhuyM6AjDRyYxj0yemBfJSMDvEQ8sUn9CXOjmyn3fARTXrW8zulZdPY05l\n\
+aZ2rStnOzx4jlO5AUqDzsgZCBL55bYFnL2dOKc62+PqfCLiTTW5H97GcPDYQJZkG\n\
+JKjwfkziofr3eOSMq1ZwHQ8yWJAmar5Wuxlq3LCF0oLkTqqU5otPFDxfs7GSAHpc\n\
+FJbKGl6nMgF8qrmPRLHCSg6ytcg5WRt7LdvR0gctXHKFSmKUZzn+N/VRPdfLR+OI\n\
+WIDFsVc7JlmCk8PqV3qDSKtsGPrhibK+N48/4jL3a9/iLE2OuiTZ/ketcAUTQQzq\n\
+JXxAHI5/AgMBAAECgf8zTjOHEg9FNlKx5lIB+p/asyob8RH/XgxXHMx/R0mSmil+\n\
+KtxhgsMM9TKMDYYpEVAXGG307PF9D88FGnBVL/jHXEQFcT7+TTgLQ8d8THoaySdj\n\
+QZ1L8DOjFU5ttxXFYiJI+nREz0XRGRPMj7TGubG9hNA2hNM63qRnatO2s9lJtcy+\n\
+3kFyI3ueprSSlGeIMcWcvYJEM9XR5q2mgDjC15FPq5o1TnhzzKy8NmFFP7ePYKOZ\n\
+2N9PYTn4Y4Ic0IXAxDBclYsVOJo9UUwu35mnSOjv+ro8EWSozPu+1o6THo9EbbLl\n\
+Cj8+y8zi67TnFZLRpO5irduzkL5wUqyzDoP8SWECgYEA/QUHDGRhyx4vtsjiwzOk\n\
+33fo8bR4y7wmq9KklrY5ERRUVGfXn3kocZkbpvZRPZg99bOs63/s9Tjf/UsImR8e\n\
+bejmK3/RmN7faHWKqQCZw+uyO9ksqHnRK19aJfzpummR3zZITTm7C7U0RJUn4zkJ\n\
+T2IMRzpKrKdQ6Wl2+ZFPO28CgYEAx5XT5696e+i6dbt9/KzzTolY8vwfc1WoJyIu\n\
+yZ1yaaRCoVtAv6c+3Ycl1GufDCDkhr1F3J68bkjkqDZtzBtqPLvNwjyRWEfGhWXC\n\
+ipPoxc9xdZynaZkdNwPb1eNuApDedUUtFk481OxRQThPb/sjENdctGRaeZul4UiL\n\
+DVjylfECgYEAktC0AlDNHhtp/FocmsAAz1q45GegIDgRCGq17m3WNz7goAmRaIvZ\n\
+F/GLxhnvkhog+c1EbXJRgQl7j3JWjuMruQMHa/5DFL1eTTLHPsGGd9TwGyItc6Ub\n\
+5lrx6FEVHoHbjvXkhksVafm/VnxmJMcXy+RM05fTdNOxc38q9i2HGCkCgYARa2pL\n\
+Vm2CUxWzIOImI5I40JQK4SZ9koRSphEfV7acsdF+88/66kX6X8lVeO8wx84qVGq8\n\
+jr4zgfkzFU0P+3SSSHH0+gRViC4zhmYsYix211w3v6x88vgxzQxq5qa7YpmH8rm0\n\
+sK9uhhGxd5C3XVv6JFHbDMc4xfT8bLB2QcUqgQKBgQDPR8xH5K26qAITxu1A9uE9\n\
+n+AcTGttLuy3SB4upa7fNQicM1sqexWhvUdJe1q/hr7RzHw+EmdwKiZ59tr4Pp6/\n\
+gDJidynsA+pAL2Y1fMc6dw/Ncxb17ymEpIBHWMDaKyS0J0lD63mdDHm4cfYmgV1b\n\
+aMPE4/oa5JKFKZdkDOYr8Q==\n\
+-----END PRIVATE KEY-----\n\
+";
+
+pub const EC256_A: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgb60azCqE4M4+cArV\n\
+5BpRtLC82aolpTXpxkEGvBgY8RyhRANCAASRKO8Jg2zmNWFjCa6gZ/c4JZjDtDMw\n\
+08d/+fo6lUD5EXtb+qy+9Q3R9HVApZgFT+/Tz9U24CMFXQTeMioycicM\n\
+-----END PRIVATE KEY-----\n\
+";
+
+pub const EC256_B: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg6qLqhmoWXl/Oq2QE\n\
+JZfStRx7EgLfBiSP4eIQcB6l0TqhRANCAATt4f3KfjKDGq7idp21rnKxtGRg2Da4\n\
+xO1aL3uOB9NQ2gEjqf5QDJCDeTDhjOAEjcdigMiV6d+xg61E9u92OJeP\n\
+-----END PRIVATE KEY-----\n\
+";
+
+pub const EC384_A: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIG2AgEAMBAGByqGSM49AgEGBSuBBAAiBIGeMIGbAgEBBDBNebZ/3zyuYttDJJn9\n\
+546/gCii+lmL2QdWmuRVQXE1KENMp+6VUTxFBTycT7u+LJmhZANiAARAbsr7m3ME\n\
+yYztLpm5KhzM23rjaOdFUqFUOcwnddnlO+V/1DHDRwP2Uc+z2cE6+QLbBANj4vQI\n\
+eVPV+mRIwhAFiO9KwbXye8vcjTGGGLM+gyhaZn82r9VsaEqAVH0JaCA=\n\
+-----END PRIVATE KEY-----\n\
+";
