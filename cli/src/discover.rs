@@ -8,6 +8,12 @@
 //! `test_x#01`, the third `test_x#02`, and each definition is evaluated on
 //! its own (regorus would otherwise merge them into one rule that passes if
 //! any definition does).
+//!
+//! Finding rules needs regorus's parsed modules, which 0.14.1 exposes only
+//! through `#[doc(hidden)]` items (`Engine::get_modules`,
+//! `regorus::unstable`); `test_cmd` evaluates each definition with the
+//! equally hidden `Engine::eval_rule_in_module`. A regorus upgrade must
+//! re-check these.
 
 use std::collections::HashMap;
 

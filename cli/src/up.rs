@@ -13,7 +13,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use policy_kernel::KernelConfig;
 use policy_proto::agent::policy_agent_client::PolicyAgentClient;
-use policy_proto::agent::{HealthRequest, Policy, PolicyPhase, PolicyRequest, RequestContext, StatusCode};
+use policy_proto::agent::{
+    HealthRequest, Policy, PolicyPhase, PolicyRequest, RequestContext, StatusCode,
+};
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, Args)]
@@ -43,7 +45,9 @@ fn agent_binary() -> anyhow::Result<PathBuf> {
                 .map(|d| d.join("policy-agent"))
                 .find(|p| p.is_file())
         })
-        .context("policy-agent not found next to policyctl or on PATH (build it: cargo build --bins)")
+        .context(
+            "policy-agent not found next to policyctl or on PATH (build it: cargo build --bins)",
+        )
 }
 
 /// Connects to the agent's Unix socket.
@@ -84,7 +88,9 @@ async fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     let run_dir = match &args.run_dir {
         Some(d) => d.clone(),
         None => {
-            temp = tempfile::Builder::new().prefix("policy-engine-").tempdir()?;
+            temp = tempfile::Builder::new()
+                .prefix("policy-engine-")
+                .tempdir()?;
             temp.path().to_path_buf()
         }
     };
@@ -110,7 +116,10 @@ async fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
             break c;
         }
         if Instant::now() > deadline {
-            bail!("policy-agent did not answer on {} within 15 s", socket.display());
+            bail!(
+                "policy-agent did not answer on {} within 15 s",
+                socket.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -134,15 +143,23 @@ async fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
 async fn stop(agent: &mut tokio::process::Child) {
     if let Some(pid) = agent.id() {
         // SIGTERM lets the agent remove its socket; kill if it does not stop.
-        let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
-        if tokio::time::timeout(Duration::from_secs(5), agent.wait()).await.is_err() {
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+        if tokio::time::timeout(Duration::from_secs(5), agent.wait())
+            .await
+            .is_err()
+        {
             let _ = agent.kill().await;
         }
     }
 }
 
 /// Sends the `/api/v1/users` request chain without and with the demo key.
-async fn demo(client: &mut PolicyAgentClient<Channel>, kernel: &KernelConfig) -> anyhow::Result<()> {
+async fn demo(
+    client: &mut PolicyAgentClient<Channel>,
+    kernel: &KernelConfig,
+) -> anyhow::Result<()> {
     let route = "/api/v1/users";
     let Some(entry) = kernel.route_policies.iter().find(|r| r.route_name == route) else {
         return Ok(());
@@ -157,7 +174,10 @@ async fn demo(client: &mut PolicyAgentClient<Channel>, kernel: &KernelConfig) ->
             on_failure: e.on_failure.clone(),
         })
         .collect();
-    for (label, key) in [("without a key", None), ("with X-API-Key: demo-key-alice", Some("demo-key-alice"))] {
+    for (label, key) in [
+        ("without a key", None),
+        ("with X-API-Key: demo-key-alice", Some("demo-key-alice")),
+    ] {
         let mut headers = std::collections::HashMap::new();
         if let Some(k) = key {
             headers.insert("x-api-key".to_string(), k.to_string());
@@ -194,12 +214,17 @@ async fn demo(client: &mut PolicyAgentClient<Channel>, kernel: &KernelConfig) ->
                 Some(policy_proto::agent::instruction::Payload::ImmediateResponse(r)) => {
                     Some(format!("HTTP {}", r.status_code))
                 }
-                Some(policy_proto::agent::instruction::Payload::Header(h)) => Some(format!("{}: {}", h.key, h.value)),
+                Some(policy_proto::agent::instruction::Payload::Header(h)) => {
+                    Some(format!("{}: {}", h.key, h.value))
+                }
                 _ => None,
             })
             .collect::<Vec<_>>()
             .join(", ");
-        println!("GET {route} {label}: {code} ({detail}) {}", response.message);
+        println!(
+            "GET {route} {label}: {code} ({detail}) {}",
+            response.message
+        );
     }
     Ok(())
 }

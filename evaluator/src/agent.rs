@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use policy_proto::agent::{
-    GetAgentConfigResponse, PolicyInfo as ProtoPolicyInfo, PolicyPhase, PolicyRequest, PolicyResponse,
+    GetAgentConfigResponse, PolicyInfo as ProtoPolicyInfo, PolicyPhase, PolicyRequest,
+    PolicyResponse,
 };
 use policy_rego::Phase;
 
@@ -81,7 +82,13 @@ impl Agent {
     pub fn replace_data(&self, data: serde_json::Value) -> Result<(), SetupError> {
         let registry = self.policies().registry.clone();
         let revision = content_revision(&registry, &data);
-        let set = PolicySet::try_new(registry, data, self.builtins.clone(), &revision, self.stats.clone())?;
+        let set = PolicySet::try_new(
+            registry,
+            data,
+            self.builtins.clone(),
+            &revision,
+            self.stats.clone(),
+        )?;
         *self.policies.write() = Arc::new(set);
         Ok(())
     }
@@ -168,7 +175,12 @@ impl Agent {
         let phase = match PolicyPhase::try_from(req.phase) {
             Ok(PolicyPhase::Request) => Phase::Request,
             Ok(PolicyPhase::Response) => Phase::Response,
-            Err(_) => return Err(EvalError::InvalidRequest(format!("unknown phase `{}`", req.phase))),
+            Err(_) => {
+                return Err(EvalError::InvalidRequest(format!(
+                    "unknown phase `{}`",
+                    req.phase
+                )));
+            }
         };
         let chain = self.chain(set, req, phase)?;
         let input = build_input(
@@ -179,20 +191,31 @@ impl Agent {
             },
         )?;
         let eval = worker::evaluate(set, &chain, input, timeout)?;
-        let response = decision_to_response(&req.request_id, &eval.decision, self.config.max_state_size_bytes)?;
+        let response = decision_to_response(
+            &req.request_id,
+            &eval.decision,
+            self.config.max_state_size_bytes,
+        )?;
         Ok((response, eval.path, eval.recorded))
     }
 
     fn deadline(&self, req: &PolicyRequest) -> Result<Duration, EvalError> {
         match req.deadline_ms {
             0 => Ok(self.config.request_timeout),
-            ms if ms < 0 => Err(EvalError::InvalidRequest(format!("deadline_ms must not be negative, got {ms}"))),
+            ms if ms < 0 => Err(EvalError::InvalidRequest(format!(
+                "deadline_ms must not be negative, got {ms}"
+            ))),
             ms => Ok(Duration::from_millis(ms.unsigned_abs()).min(self.config.request_timeout)),
         }
     }
 
     /// The compiled chain for the request's policies, compiled on first use.
-    fn chain(&self, set: &PolicySet, req: &PolicyRequest, phase: Phase) -> Result<Arc<CompiledChain>, EvalError> {
+    fn chain(
+        &self,
+        set: &PolicySet,
+        req: &PolicyRequest,
+        phase: Phase,
+    ) -> Result<Arc<CompiledChain>, EvalError> {
         let key = request_chain_key(req);
         if let Some(c) = set.cached(key) {
             return Ok(c);
@@ -206,10 +229,13 @@ impl Agent {
                 ))
             })?;
             let metadata = set.registry().decode_metadata(&p.name, &p.metadata);
-            steps.push(
-                set.registry()
-                    .step(&p.name, metadata, on_failure, phase, self.config.fail_on_unknown),
-            );
+            steps.push(set.registry().step(
+                &p.name,
+                metadata,
+                on_failure,
+                phase,
+                self.config.fail_on_unknown,
+            ));
         }
         set.compile(key, &ChainSpec { phase, steps })
     }

@@ -233,7 +233,10 @@ mod tests {
     fn odd_policy_names_are_quoted() {
         assert_eq!(policy_ref("apiKeyAuth"), "apiKeyAuth");
         assert_eq!(policy_ref("my-policy"), "[\"my-policy\"]");
-        assert_eq!(OnFailure::try_parse("skip_remaining"), Some(OnFailure::SkipRemaining));
+        assert_eq!(
+            OnFailure::try_parse("skip_remaining"),
+            Some(OnFailure::SkipRemaining)
+        );
         assert_eq!(OnFailure::try_parse("bogus"), None);
     }
 }

@@ -181,22 +181,36 @@ impl AgentConfig {
             return Err(field("socket_path", "must not be empty"));
         }
         if raw.server.max_concurrent_requests == 0 {
-            return Err(field("server.max_concurrent_requests", "must be at least 1"));
+            return Err(field(
+                "server.max_concurrent_requests",
+                "must be at least 1",
+            ));
         }
         if !(1..=60_000).contains(&raw.server.request_timeout_ms) {
-            return Err(field("server.request_timeout_ms", "must be between 1 and 60000"));
+            return Err(field(
+                "server.request_timeout_ms",
+                "must be between 1 and 60000",
+            ));
         }
-        if !["error", "warn", "info", "debug", "trace"].contains(&raw.observability.log_level.as_str()) {
+        if !["error", "warn", "info", "debug", "trace"]
+            .contains(&raw.observability.log_level.as_str())
+        {
             return Err(field(
                 "observability.log_level",
                 "must be one of error, warn, info, debug, trace",
             ));
         }
         if raw.resource_limits.max_body_size_bytes == 0 {
-            return Err(field("resource_limits.max_body_size_bytes", "must be at least 1"));
+            return Err(field(
+                "resource_limits.max_body_size_bytes",
+                "must be at least 1",
+            ));
         }
         if raw.resource_limits.max_state_size_bytes == 0 {
-            return Err(field("resource_limits.max_state_size_bytes", "must be at least 1"));
+            return Err(field(
+                "resource_limits.max_state_size_bytes",
+                "must be at least 1",
+            ));
         }
         if raw.rate_limit.max_keys == 0 {
             return Err(field("rate_limit.max_keys", "must be at least 1"));
@@ -253,7 +267,9 @@ agent_core:
     #[test]
     fn unknown_field_names_file_and_field() {
         let text = SPEC.replace("fail_on_unknown", "fail_on_unknwn");
-        let err = AgentConfig::parse(Path::new("a.yaml"), &text).unwrap_err().to_string();
+        let err = AgentConfig::parse(Path::new("a.yaml"), &text)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("a.yaml: "), "{err}");
         assert!(err.contains("fail_on_unknwn"), "{err}");
     }
@@ -261,13 +277,17 @@ agent_core:
     #[test]
     fn bad_values_name_the_field() {
         let text = SPEC.replace("request_timeout_ms: 5000", "request_timeout_ms: 0");
-        let err = AgentConfig::parse(Path::new("a.yaml"), &text).unwrap_err().to_string();
+        let err = AgentConfig::parse(Path::new("a.yaml"), &text)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "a.yaml: field `agent_core.server.request_timeout_ms`: must be between 1 and 60000"
         );
         let text = SPEC.replace("\"info\"", "\"loud\"");
-        let err = AgentConfig::parse(Path::new("a.yaml"), &text).unwrap_err().to_string();
+        let err = AgentConfig::parse(Path::new("a.yaml"), &text)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("observability.log_level"), "{err}");
     }
 }

@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use policy_proto::agent::{
-    BodyInstruction, ContinueRequest, HeaderInstruction, ImmediateResponse, Instruction, InstructionType,
-    PolicyOutcome, PolicyPhase, PolicyRequest, PolicyResponse, ResponseStatus, StateInstruction, StatusCode,
-    instruction::Payload,
+    BodyInstruction, ContinueRequest, HeaderInstruction, ImmediateResponse, Instruction,
+    InstructionType, PolicyOutcome, PolicyPhase, PolicyRequest, PolicyResponse, ResponseStatus,
+    StateInstruction, StatusCode, instruction::Payload,
 };
 use regorus::Value;
 use serde::Deserialize;
@@ -21,24 +21,47 @@ pub struct InputLimits {
 }
 
 fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Value {
-    let map: BTreeMap<Value, Value> = pairs.into_iter().map(|(k, v)| (Value::from(k), v)).collect();
-    Value::from(map)
-}
-
-fn string_map(m: &HashMap<String, String>, lower_keys: bool) -> Value {
-    let map: BTreeMap<Value, Value> = m
-        .iter()
-        .map(|(k, v)| {
-            let k = if lower_keys { k.to_ascii_lowercase() } else { k.clone() };
-            (Value::from(k), Value::from(v.as_str()))
-        })
+    let map: BTreeMap<Value, Value> = pairs
+        .into_iter()
+        .map(|(k, v)| (Value::from(k), v))
         .collect();
     Value::from(map)
 }
 
+fn string_map(m: &HashMap<String, String>) -> Value {
+    let map: BTreeMap<Value, Value> = m
+        .iter()
+        .map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str())))
+        .collect();
+    Value::from(map)
+}
+
+/// Headers with lower-case names. Two names that differ only in case are
+/// refused: which value won would depend on hash order, so the same request
+/// could be allowed once and denied the next time.
+fn header_map(what: &str, m: &HashMap<String, String>) -> Result<Value, EvalError> {
+    let mut map: BTreeMap<Value, Value> = BTreeMap::new();
+    for (k, v) in m {
+        let name = k.to_ascii_lowercase();
+        if map
+            .insert(Value::from(name.as_str()), Value::from(v.as_str()))
+            .is_some()
+        {
+            return Err(EvalError::InvalidRequest(format!(
+                "{what} header `{name}` is given more than once (names differ only in case)"
+            )));
+        }
+    }
+    Ok(Value::from(map))
+}
+
 /// The body as policies see it: parsed JSON when the content type is JSON
 /// (and the body parses), otherwise the text; `""` when empty.
-fn body_value(what: &'static str, body: &[u8], headers: &HashMap<String, String>) -> Result<Value, EvalError> {
+fn body_value(
+    what: &'static str,
+    body: &[u8],
+    headers: &HashMap<String, String>,
+) -> Result<Value, EvalError> {
     if body.is_empty() {
         return Ok(Value::from(""));
     }
@@ -55,7 +78,7 @@ fn body_value(what: &'static str, body: &[u8], headers: &HashMap<String, String>
             Ok(v) => return Ok(Value::from(v)),
             Err(e) if e.to_string().contains("recursion limit") => {
                 return Err(EvalError::InvalidRequest(format!(
-                    "{what} body: JSON nested deeper than 128 levels"
+                    "{what} body: JSON nested 128 levels deep or more"
                 )));
             }
             Err(_) => {}
@@ -81,7 +104,9 @@ fn query_from_path(path: &str) -> HashMap<String, String> {
 
 fn percent_decode(s: &str) -> String {
     fn hex(b: u8) -> Option<u8> {
-        char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
     }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -131,20 +156,24 @@ pub fn build_input(req: &PolicyRequest, limits: InputLimits) -> Result<Value, Ev
     } else {
         match serde_json::from_slice::<serde_json::Value>(&req.state_json) {
             Ok(v @ serde_json::Value::Object(_)) => Value::from(v),
-            _ => return Err(EvalError::InvalidRequest("state_json must be a JSON object".into())),
+            _ => {
+                return Err(EvalError::InvalidRequest(
+                    "state_json must be a JSON object".into(),
+                ));
+            }
         }
     };
     let query = if ctx.query_params.is_empty() {
-        string_map(&query_from_path(&ctx.path), false)
+        string_map(&query_from_path(&ctx.path))
     } else {
-        string_map(&ctx.query_params, false)
+        string_map(&ctx.query_params)
     };
     let request = obj([
         ("method", Value::from(ctx.method.as_str())),
         ("path", Value::from(ctx.path.as_str())),
         ("scheme", Value::from(ctx.scheme.as_str())),
         ("authority", Value::from(ctx.authority.as_str())),
-        ("headers", string_map(&ctx.headers, true)),
+        ("headers", header_map("request", &ctx.headers)?),
         ("query_params", query),
         ("body", body_value("request", &ctx.body, &ctx.headers)?),
         ("client_ip", Value::from(ctx.client_ip.as_str())),
@@ -161,7 +190,7 @@ pub fn build_input(req: &PolicyRequest, limits: InputLimits) -> Result<Value, Ev
             }
             obj([
                 ("status_code", Value::from(i64::from(r.status_code))),
-                ("headers", string_map(&r.headers, true)),
+                ("headers", header_map("response", &r.headers)?),
                 ("body", body_value("response", &r.body, &r.headers)?),
             ])
         }
@@ -174,7 +203,10 @@ pub fn build_input(req: &PolicyRequest, limits: InputLimits) -> Result<Value, Ev
     };
     Ok(obj([
         ("route", Value::from(req.route.as_str())),
-        ("phase", Value::from(if is_response { "response" } else { "request" })),
+        (
+            "phase",
+            Value::from(if is_response { "response" } else { "request" }),
+        ),
         ("request", request),
         ("response", response),
         ("state", state),
@@ -233,7 +265,10 @@ fn body_bytes(v: &serde_json::Value) -> Vec<u8> {
 fn instruction(v: &serde_json::Value) -> Result<Instruction, EvalError> {
     let bad = |what: &str| EvalError::MalformedDecision(format!("instruction {what}: {v}"));
     let field = |k: &str| v.get(k).map(text).unwrap_or_default();
-    let kind = v.get("type").and_then(|t| t.as_str()).ok_or_else(|| bad("without a type"))?;
+    let kind = v
+        .get("type")
+        .and_then(|t| t.as_str())
+        .ok_or_else(|| bad("without a type"))?;
     let (ty, payload) = match kind {
         "SET_HEADER" | "REMOVE_HEADER" => {
             let key = field("key");
@@ -245,7 +280,13 @@ fn instruction(v: &serde_json::Value) -> Result<Instruction, EvalError> {
             } else {
                 InstructionType::RemoveHeader
             };
-            (ty, Payload::Header(HeaderInstruction { key, value: field("value") }))
+            (
+                ty,
+                Payload::Header(HeaderInstruction {
+                    key,
+                    value: field("value"),
+                }),
+            )
         }
         "SET_BODY" => (
             InstructionType::SetBody,
@@ -281,7 +322,10 @@ fn instruction(v: &serde_json::Value) -> Result<Instruction, EvalError> {
                 }),
             )
         }
-        "CONTINUE" => (InstructionType::Continue, Payload::ContinueRequest(ContinueRequest {})),
+        "CONTINUE" => (
+            InstructionType::Continue,
+            Payload::ContinueRequest(ContinueRequest {}),
+        ),
         other => return Err(bad(&format!("of unknown type `{other}`"))),
     };
     Ok(Instruction {
@@ -296,7 +340,8 @@ pub fn decision_to_response(
     decision: &Value,
     max_state_size_bytes: usize,
 ) -> Result<PolicyResponse, EvalError> {
-    let json = serde_json::to_value(decision).map_err(|e| EvalError::MalformedDecision(e.to_string()))?;
+    let json =
+        serde_json::to_value(decision).map_err(|e| EvalError::MalformedDecision(e.to_string()))?;
     let raw: RawDecision =
         serde_json::from_value(json).map_err(|e| EvalError::MalformedDecision(e.to_string()))?;
     let instructions = raw
@@ -323,7 +368,11 @@ pub fn decision_to_response(
             policy_name: raw.policy_name,
         }),
         message: raw.message,
-        metadata: raw.metadata.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        metadata: raw
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), text(v)))
+            .collect(),
         state_json,
         outcomes: raw
             .outcomes
@@ -351,7 +400,10 @@ pub fn error_response(request_id: &str, err: &EvalError) -> PolicyResponse {
             r#type: InstructionType::ImmediateResponse as i32,
             payload: Some(Payload::ImmediateResponse(ImmediateResponse {
                 status_code: err.http_status(),
-                headers: HashMap::from([("content-type".to_string(), "application/json".to_string())]),
+                headers: HashMap::from([(
+                    "content-type".to_string(),
+                    "application/json".to_string(),
+                )]),
                 body: body.into_bytes(),
             })),
         }],
@@ -390,10 +442,17 @@ mod tests {
 
     #[test]
     fn json_bodies_are_parsed_and_headers_lower_cased() {
-        let input = build_input(&request(br#"{"a": 1}"#, "application/json; charset=utf-8"), LIMITS).unwrap();
+        let input = build_input(
+            &request(br#"{"a": 1}"#, "application/json; charset=utf-8"),
+            LIMITS,
+        )
+        .unwrap();
         let json = serde_json::to_value(&input).unwrap();
         assert_eq!(json["request"]["body"]["a"], 1);
-        assert_eq!(json["request"]["headers"]["content-type"], "application/json; charset=utf-8");
+        assert_eq!(
+            json["request"]["headers"]["content-type"],
+            "application/json; charset=utf-8"
+        );
         assert_eq!(json["request"]["query_params"]["y"], "a b");
         assert_eq!(json["phase"], "request");
     }
@@ -401,9 +460,29 @@ mod tests {
     #[test]
     fn non_json_bodies_stay_text() {
         let input = build_input(&request(b"{not json", "application/json"), LIMITS).unwrap();
-        assert_eq!(serde_json::to_value(&input).unwrap()["request"]["body"], "{not json");
+        assert_eq!(
+            serde_json::to_value(&input).unwrap()["request"]["body"],
+            "{not json"
+        );
         let input = build_input(&request(b"\xff\xfe", "text/plain"), LIMITS).unwrap();
-        assert_eq!(serde_json::to_value(&input).unwrap()["request"]["body"], "\u{fffd}\u{fffd}");
+        assert_eq!(
+            serde_json::to_value(&input).unwrap()["request"]["body"],
+            "\u{fffd}\u{fffd}"
+        );
+    }
+
+    #[test]
+    fn header_names_differing_only_in_case_are_refused() {
+        let mut req = request(b"", "text/plain");
+        if let Some(ctx) = req.context.as_mut() {
+            ctx.headers.insert("X-API-Key".into(), "a".into());
+            ctx.headers.insert("x-api-key".into(), "b".into());
+        }
+        let err = build_input(&req, LIMITS).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid request: request header `x-api-key` is given more than once (names differ only in case)"
+        );
     }
 
     #[test]
@@ -413,12 +492,21 @@ mod tests {
         assert_eq!(err.http_status(), 413);
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         let err = build_input(&request(deep.as_bytes(), "application/json"), LIMITS).unwrap_err();
-        assert_eq!(err.to_string(), "invalid request: request body: JSON nested deeper than 128 levels");
+        assert_eq!(
+            err.to_string(),
+            "invalid request: request body: JSON nested 128 levels deep or more"
+        );
         let mut req = request(b"", "text/plain");
         req.state_json = vec![b' '; 100];
-        assert_eq!(build_input(&req, LIMITS).unwrap_err().code(), "state_too_large");
+        assert_eq!(
+            build_input(&req, LIMITS).unwrap_err().code(),
+            "state_too_large"
+        );
         req.state_json = b"[1]".to_vec();
-        assert_eq!(build_input(&req, LIMITS).unwrap_err().code(), "invalid_request");
+        assert_eq!(
+            build_input(&req, LIMITS).unwrap_err().code(),
+            "invalid_request"
+        );
     }
 
     #[test]
@@ -428,7 +516,8 @@ mod tests {
         }));
         let err = decision_to_response("r", &decision, 100).unwrap_err();
         assert_eq!(err.code(), "malformed_decision");
-        let decision = Value::from(serde_json::json!({"status": "OK", "instructions": [{"type": "EXPLODE"}]}));
+        let decision =
+            Value::from(serde_json::json!({"status": "OK", "instructions": [{"type": "EXPLODE"}]}));
         assert!(decision_to_response("r", &decision, 100).is_err());
     }
 }

@@ -40,7 +40,10 @@ fn load_dir(root_dir: &Path, dir: &Path, into: &mut Value) -> Result<(), SetupEr
         .collect();
     entries.sort();
     for path in entries {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.starts_with('.') {
             continue;
         }
@@ -74,9 +77,7 @@ fn read_doc(path: &Path) -> Result<Value, SetupError> {
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let is_yaml = path
-        .extension()
-        .is_some_and(|e| e == "yaml" || e == "yml");
+    let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
     let doc: Value = if is_yaml {
         serde_yaml_ng::from_str(&text).map_err(|e| err(e.to_string()))?
     } else {
@@ -127,7 +128,10 @@ mod tests {
         std::fs::write(dir.path().join("data.yaml"), "top: 1\n").unwrap();
         std::fs::write(dir.path().join("ignored.json"), "not json").unwrap();
         let data = load_data(&[dir.path().into()]).unwrap();
-        assert_eq!(data["policy_data"]["apiKeyAuth"]["keys"]["ab"]["user_id"], "u");
+        assert_eq!(
+            data["policy_data"]["apiKeyAuth"]["keys"]["ab"]["user_id"],
+            "u"
+        );
         assert_eq!(data["top"], 1);
     }
 

@@ -40,7 +40,9 @@ pub enum EvalError {
         size: usize,
         limit: usize,
     },
-    #[error("chain state is {size} bytes, over the limit of {limit} bytes (`max_state_size_bytes`)")]
+    #[error(
+        "chain state is {size} bytes, over the limit of {limit} bytes (`max_state_size_bytes`)"
+    )]
     StateTooLarge { size: usize, limit: usize },
     #[error("invalid request: {0}")]
     InvalidRequest(String),

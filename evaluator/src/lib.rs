@@ -6,6 +6,7 @@
 //! limits) answered as host calls. Serves the kernel ↔ agent protocol over
 //! a Unix socket. It does not talk to Envoy (that is `policy-kernel`).
 
+mod agent;
 pub mod builtins;
 pub mod chain;
 mod config;
@@ -16,7 +17,6 @@ mod policyset;
 mod registry;
 mod server;
 mod worker;
-mod agent;
 
 pub use agent::{Agent, Execution};
 pub use config::AgentConfig;

@@ -28,7 +28,7 @@ pub(crate) enum Exec {
     Vm(Arc<Program>),
     /// The interpreter, for a chain the VM cannot compile; the engine is
     /// cloned once per worker thread.
-    Interpreter { engine: Engine, reason: String },
+    Interpreter { engine: Box<Engine>, reason: String },
 }
 
 /// A chain compiled for one policy snapshot.
@@ -145,7 +145,9 @@ impl PolicySet {
             path: path.to_string(),
             reason: e.to_string(),
         };
-        template.add_data(data.clone()).map_err(|e| rego_err("data", e))?;
+        template
+            .add_data(data.clone())
+            .map_err(|e| rego_err("data", e))?;
         builtins
             .register_extensions(&mut template)
             .map_err(|e| rego_err("native builtins", e))?;
@@ -163,7 +165,11 @@ impl PolicySet {
 
     /// Compiles an existing rule (e.g. `data.routes.api.request.decision`)
     /// for the VM, or for the interpreter when `use_vm` is false.
-    pub fn compile_entrypoint(&self, rule: &str, use_vm: bool) -> Result<Arc<CompiledChain>, EvalError> {
+    pub fn compile_entrypoint(
+        &self,
+        rule: &str,
+        use_vm: bool,
+    ) -> Result<Arc<CompiledChain>, EvalError> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (rule, use_vm).hash(&mut h);
@@ -219,7 +225,12 @@ impl PolicySet {
         self.compile_uncached(id, spec, false).map(Arc::new)
     }
 
-    fn compile_uncached(&self, id: u64, spec: &ChainSpec, use_vm: bool) -> Result<CompiledChain, EvalError> {
+    fn compile_uncached(
+        &self,
+        id: u64,
+        spec: &ChainSpec,
+        use_vm: bool,
+    ) -> Result<CompiledChain, EvalError> {
         let package = format!("chains.c{id:016x}");
         let source = chain::generate(&package, spec);
         let rule = format!("data.{package}.{}", chain::DECISION_RULE);
@@ -241,7 +252,13 @@ impl PolicySet {
 impl PolicySet {
     /// The bytecode program for `rule` of `engine`, or the interpreter when
     /// the VM cannot compile it (counted) or is not wanted.
-    fn exec_for(&self, engine: &Engine, rule: &str, use_vm: bool, label: &str) -> Result<Exec, EvalError> {
+    fn exec_for(
+        &self,
+        engine: &Engine,
+        rule: &str,
+        use_vm: bool,
+        label: &str,
+    ) -> Result<Exec, EvalError> {
         let program = if use_vm {
             compile_program(engine, rule)
         } else {
@@ -260,7 +277,7 @@ impl PolicySet {
                     .compile_with_entrypoint(&rule.into())
                     .map_err(|e| EvalError::Compile(e.to_string()))?;
                 Ok(Exec::Interpreter {
-                    engine: engine.clone(),
+                    engine: Box::new(engine.clone()),
                     reason,
                 })
             }
@@ -277,7 +294,8 @@ fn compile_program(engine: &Engine, rule: &str) -> Result<Arc<Program>, String> 
         let policy = engine
             .compile_with_entrypoint(&rule.into())
             .map_err(|e| e.to_string())?;
-        Compiler::compile_from_policy_with_host_await(&policy, &[rule], &host).map_err(|e| e.to_string())
+        Compiler::compile_from_policy_with_host_await(&policy, &[rule], &host)
+            .map_err(|e| e.to_string())
     }));
     match result {
         Ok(r) => r,

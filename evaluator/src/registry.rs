@@ -44,11 +44,17 @@ impl PolicyRegistry {
     }
 
     /// Adds a policy; its schema must compile.
-    pub fn register(&mut self, info: PolicyInfo, path: String, source: String) -> Result<(), SetupError> {
-        let validator = jsonschema::validator_for(&info.schema).map_err(|e| SetupError::Schema {
-            policy: info.name.clone(),
-            reason: e.to_string(),
-        })?;
+    pub fn register(
+        &mut self,
+        info: PolicyInfo,
+        path: String,
+        source: String,
+    ) -> Result<(), SetupError> {
+        let validator =
+            jsonschema::validator_for(&info.schema).map_err(|e| SetupError::Schema {
+                policy: info.name.clone(),
+                reason: e.to_string(),
+            })?;
         self.policies.insert(
             info.name.clone(),
             RegisteredPolicy {
@@ -120,7 +126,10 @@ impl PolicyRegistry {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(format!("invalid metadata for `{name}`: {}", errors.join("; ")))
+            Err(format!(
+                "invalid metadata for `{name}`: {}",
+                errors.join("; ")
+            ))
         }
     }
 
@@ -144,9 +153,17 @@ impl PolicyRegistry {
         };
         let Some(p) = self.get(name) else {
             return if fail_on_unknown {
-                fixed("POLICY_ERROR", format!("unknown policy `{name}`"), OnFailure::Deny)
+                fixed(
+                    "POLICY_ERROR",
+                    format!("unknown policy `{name}`"),
+                    OnFailure::Deny,
+                )
             } else {
-                fixed("SKIPPED", format!("unknown policy `{name}` skipped"), on_failure)
+                fixed(
+                    "SKIPPED",
+                    format!("unknown policy `{name}` skipped"),
+                    on_failure,
+                )
             };
         };
         if !p.info.phases.contains(&phase) {
@@ -193,7 +210,8 @@ mod tests {
                 }
             }),
         };
-        r.register(info, "policies/demo.rego".into(), String::new()).unwrap();
+        r.register(info, "policies/demo.rego".into(), String::new())
+            .unwrap();
         r
     }
 
@@ -214,7 +232,13 @@ mod tests {
     #[test]
     fn bad_metadata_becomes_a_fixed_error_step() {
         let r = registry();
-        let step = r.step("demo", json!({"rps": -1, "extra": 1}), OnFailure::Deny, Phase::Request, false);
+        let step = r.step(
+            "demo",
+            json!({"rps": -1, "extra": 1}),
+            OnFailure::Deny,
+            Phase::Request,
+            false,
+        );
         let StepKind::Fixed { result } = step.kind else {
             panic!("expected a fixed step");
         };
@@ -232,12 +256,20 @@ mod tests {
         assert!(matches!(&skip.kind, StepKind::Fixed { result } if result["status"] == "SKIPPED"));
         let fail = r.step("nope", json!({}), OnFailure::Continue, Phase::Request, true);
         assert_eq!(fail.on_failure, OnFailure::Deny);
-        assert!(matches!(&fail.kind, StepKind::Fixed { result } if result["status"] == "POLICY_ERROR"));
+        assert!(
+            matches!(&fail.kind, StepKind::Fixed { result } if result["status"] == "POLICY_ERROR")
+        );
         let phase = r.step("demo", json!({}), OnFailure::Deny, Phase::Response, false);
         assert!(
             matches!(&phase.kind, StepKind::Fixed { result } if result["message"] == "policy `demo` does not run in the response phase")
         );
-        let ok = r.step("demo", json!({"required": true}), OnFailure::Deny, Phase::Request, false);
+        let ok = r.step(
+            "demo",
+            json!({"required": true}),
+            OnFailure::Deny,
+            Phase::Request,
+            false,
+        );
         assert!(matches!(ok.kind, StepKind::Policy { .. }));
     }
 }

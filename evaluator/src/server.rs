@@ -7,7 +7,8 @@ use std::sync::Arc;
 use policy_proto::agent::health_response::ServingStatus;
 use policy_proto::agent::policy_agent_server::{PolicyAgent, PolicyAgentServer};
 use policy_proto::agent::{
-    GetAgentConfigRequest, GetAgentConfigResponse, HealthRequest, HealthResponse, PolicyRequest, PolicyResponse,
+    GetAgentConfigRequest, GetAgentConfigResponse, HealthRequest, HealthResponse, PolicyRequest,
+    PolicyResponse,
 };
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
@@ -40,7 +41,10 @@ impl PolicyAgent for AgentService {
         Ok(Response::new(self.agent.agent_config()))
     }
 
-    async fn execute_policies(&self, request: Request<PolicyRequest>) -> Result<Response<PolicyResponse>, Status> {
+    async fn execute_policies(
+        &self,
+        request: Request<PolicyRequest>,
+    ) -> Result<Response<PolicyResponse>, Status> {
         let _permit = self
             .permits
             .try_acquire()

@@ -86,7 +86,10 @@ pub fn evaluate(
                 run_vm(set, vm, input, timer).map(|d| (d, EnginePath::Vm))
             }
             Exec::Interpreter { engine, .. } => {
-                let engine = w.engines.entry(chain.id).or_insert_with(|| engine.clone());
+                let engine = w
+                    .engines
+                    .entry(chain.id)
+                    .or_insert_with(|| engine.as_ref().clone());
                 set.stats
                     .interpreter_evaluations
                     .fetch_add(1, Ordering::Relaxed);
@@ -152,7 +155,11 @@ fn run_vm(
             } => {
                 let name = match identifier {
                     Value::String(s) => s.clone(),
-                    other => return Err(EvalError::Engine(format!("host call with identifier {other}"))),
+                    other => {
+                        return Err(EvalError::Engine(format!(
+                            "host call with identifier {other}"
+                        )));
+                    }
                 };
                 let args: Vec<Value> = match argument {
                     Value::Array(a) => a.iter().cloned().collect(),
@@ -177,7 +184,9 @@ fn vm_error(e: &VmError, limit: Duration) -> EvalError {
 }
 
 fn interpreter_error(e: &anyhow::Error, limit: Duration) -> EvalError {
-    if e.downcast_ref::<regorus::LimitError>().is_some() || e.to_string().contains("exceeded time limit") {
+    if e.downcast_ref::<regorus::LimitError>().is_some()
+        || e.to_string().contains("exceeded time limit")
+    {
         EvalError::Timeout {
             deadline_ms: millis(limit),
         }

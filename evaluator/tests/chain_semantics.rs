@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail loudly
+
 //! Execution semantics of compiled chains (spec §4.1.3–4.1.4), checked on
 //! the bytecode VM and on the interpreter with small purpose-built policies.
 
@@ -6,7 +8,7 @@ use std::time::Duration;
 
 use policy_agent::builtins::{NativeBuiltins, RateLimiter};
 use policy_agent::chain::{ChainSpec, OnFailure, Step, StepKind};
-use policy_agent::{EngineStats, EnginePath, PolicyRegistry, PolicySet, evaluate};
+use policy_agent::{EnginePath, EngineStats, PolicyRegistry, PolicySet, evaluate};
 use policy_rego::{Phase, PolicyInfo, Tier};
 use regorus::Value;
 use serde_json::{Value as Json, json};
@@ -64,6 +66,15 @@ _pick(ctx) := v if {
 result(ctx, _) := {"status": "OK", "message": _pick(ctx), "metadata": {}, "instructions": []}"#,
     ),
     (
+        "loopelse",
+        r#"package policies.loopelse
+_found(xs) := "hit" if {
+	some x in xs
+	x == 2
+} else := "miss"
+result(_, md) := {"status": "OK", "message": _found(md.xs), "metadata": {}, "instructions": []}"#,
+    ),
+    (
         "malformed",
         r#"package policies.malformed
 result(_, _) := {"status": "MAYBE", "instructions": "x"}"#,
@@ -81,10 +92,19 @@ fn set() -> PolicySet {
             tier: Tier::Complex,
             schema: json!({"type": "object"}),
         };
-        registry.register(info, format!("policies/{name}.rego"), (*src).into()).unwrap();
+        registry
+            .register(info, format!("policies/{name}.rego"), (*src).into())
+            .unwrap();
     }
     let builtins = NativeBuiltins::new(Arc::new(RateLimiter::new(Default::default())));
-    PolicySet::try_new(Arc::new(registry), json!({}), builtins, "test", Arc::new(EngineStats::default())).unwrap()
+    PolicySet::try_new(
+        Arc::new(registry),
+        json!({}),
+        builtins,
+        "test",
+        Arc::new(EngineStats::default()),
+    )
+    .unwrap()
 }
 
 fn step(policy: &str, on_failure: OnFailure) -> Step {
@@ -113,11 +133,27 @@ fn run(steps: Vec<Step>, route: &str) -> (Json, usize) {
         steps,
     };
     let vm_chain = set.compile(1, &spec).unwrap();
-    assert!(vm_chain.is_vm(), "fell back: {:?}", vm_chain.fallback_reason());
-    let vm = evaluate(&set, &vm_chain, input(&format!("{route}-vm")), Duration::from_secs(5)).unwrap();
+    assert!(
+        vm_chain.is_vm(),
+        "fell back: {:?}",
+        vm_chain.fallback_reason()
+    );
+    let vm = evaluate(
+        &set,
+        &vm_chain,
+        input(&format!("{route}-vm")),
+        Duration::from_secs(5),
+    )
+    .unwrap();
     assert_eq!(vm.path, EnginePath::Vm);
     let interp_chain = set.compile_interpreted(&spec).unwrap();
-    let interp = evaluate(&set, &interp_chain, input(&format!("{route}-interp")), Duration::from_secs(5)).unwrap();
+    let interp = evaluate(
+        &set,
+        &interp_chain,
+        input(&format!("{route}-interp")),
+        Duration::from_secs(5),
+    )
+    .unwrap();
     assert_eq!(interp.path, EnginePath::Interpreter);
     let a = serde_json::to_value(&vm.decision).unwrap();
     let b = serde_json::to_value(&interp.decision).unwrap();
@@ -128,7 +164,13 @@ fn run(steps: Vec<Step>, route: &str) -> (Json, usize) {
 
 #[test]
 fn instructions_thread_through_the_context() {
-    let (d, _) = run(vec![step("setA", OnFailure::Deny), step("readA", OnFailure::Deny)], "thread");
+    let (d, _) = run(
+        vec![
+            step("setA", OnFailure::Deny),
+            step("readA", OnFailure::Deny),
+        ],
+        "thread",
+    );
     assert_eq!(d["status"], "OK");
     let headers: Vec<(&str, &str)> = d["instructions"]
         .as_array()
@@ -145,7 +187,13 @@ fn instructions_thread_through_the_context() {
 
 #[test]
 fn deny_stops_before_later_side_effects() {
-    let (d, calls) = run(vec![step("deny", OnFailure::Deny), step("counter", OnFailure::Deny)], "deny");
+    let (d, calls) = run(
+        vec![
+            step("deny", OnFailure::Deny),
+            step("counter", OnFailure::Deny),
+        ],
+        "deny",
+    );
     assert_eq!(d["status"], "POLICY_DENIED");
     assert_eq!(d["policy_name"], "deny");
     assert_eq!(d["instructions"][0]["status_code"], 403);
@@ -163,25 +211,48 @@ fn counter_runs_once_per_decision() {
 
 #[test]
 fn on_failure_deny_continue_skip_remaining() {
-    let (d, calls) = run(vec![step("fail", OnFailure::Deny), step("counter", OnFailure::Deny)], "f-deny");
+    let (d, calls) = run(
+        vec![
+            step("fail", OnFailure::Deny),
+            step("counter", OnFailure::Deny),
+        ],
+        "f-deny",
+    );
     assert_eq!(d["status"], "POLICY_ERROR");
     assert_eq!(d["message"], "boom");
     assert_eq!(d["instructions"][0]["type"], "IMMEDIATE_RESPONSE");
     assert_eq!(d["instructions"][0]["status_code"], 500);
     assert_eq!(calls, 0);
 
-    let (d, _) = run(vec![step("fail", OnFailure::Continue), step("readA", OnFailure::Deny)], "f-cont");
+    let (d, _) = run(
+        vec![
+            step("fail", OnFailure::Continue),
+            step("readA", OnFailure::Deny),
+        ],
+        "f-cont",
+    );
     assert_eq!(d["status"], "OK");
-    assert_eq!(d["outcomes"][0], json!({"policy": "fail", "status": "POLICY_ERROR", "message": "boom"}));
+    assert_eq!(
+        d["outcomes"][0],
+        json!({"policy": "fail", "status": "POLICY_ERROR", "message": "boom"})
+    );
     assert_eq!(d["outcomes"][1]["status"], "OK");
 
     let (d, calls) = run(
-        vec![step("setA", OnFailure::Deny), step("fail", OnFailure::SkipRemaining), step("counter", OnFailure::Deny)],
+        vec![
+            step("setA", OnFailure::Deny),
+            step("fail", OnFailure::SkipRemaining),
+            step("counter", OnFailure::Deny),
+        ],
         "f-skip",
     );
     assert_eq!(d["status"], "OK");
     assert_eq!(d["policy_name"], "fail");
-    assert_eq!(d["instructions"].as_array().unwrap().len(), 2, "setA's instructions are kept");
+    assert_eq!(
+        d["instructions"].as_array().unwrap().len(),
+        2,
+        "setA's instructions are kept"
+    );
     assert_eq!(calls, 0);
 }
 
@@ -192,7 +263,10 @@ fn undefined_and_malformed_results_are_policy_errors() {
     assert_eq!(d["message"], "policy `undef` returned no result");
     let (d, _) = run(vec![step("malformed", OnFailure::Deny)], "malformed");
     assert_eq!(d["status"], "POLICY_ERROR");
-    assert_eq!(d["message"], "policy `malformed` returned a malformed result");
+    assert_eq!(
+        d["message"],
+        "policy `malformed` returned a malformed result"
+    );
 }
 
 /// Regression: `x := f(y)` with `f` undefined must fail the body (and take
@@ -202,6 +276,21 @@ fn colon_assignment_of_undefined_call_takes_else() {
     let (d, _) = run(vec![step("assign", OnFailure::Deny)], "assign");
     assert_eq!(d["status"], "OK");
     assert_eq!(d["outcomes"][0]["message"], "fallback");
+}
+
+/// Regression: a body whose `some … in` loop finds nothing fails and `else`
+/// is taken; regorus 0.14.1 unpatched returned undefined on the VM.
+#[test]
+fn loop_without_match_takes_else() {
+    let set_step = |xs: Json| Step {
+        policy: "loopelse".into(),
+        on_failure: OnFailure::Deny,
+        kind: StepKind::Policy { metadata: json!({"xs": xs}) },
+    };
+    let (d, _) = run(vec![set_step(json!([1, 3]))], "loop-miss");
+    assert_eq!(d["outcomes"][0]["message"], "miss");
+    let (d, _) = run(vec![set_step(json!([2]))], "loop-hit");
+    assert_eq!(d["outcomes"][0]["message"], "hit");
 }
 
 #[test]

@@ -38,12 +38,24 @@
 #         default: Authorization
 #       jwks:
 #         type: object
+#         description: JWK set used for RS*/PS*/ES* tokens
+#         required: [keys]
+#         properties:
+#           keys:
+#             type: array
+#             items:
+#               type: object
+#               required: [kty]
+#               properties:
+#                 kty: {type: string}
 #       public_key_pem:
 #         type: string
-#         minLength: 1
+#         pattern: "-----BEGIN "
+#         description: PEM public key or certificate for RS*/PS*/ES* tokens
 #       secret:
 #         type: string
 #         minLength: 1
+#         description: shared secret for HS* tokens
 package policies.jwtValidation
 
 import rego.v1

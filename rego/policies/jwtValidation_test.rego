@@ -11,28 +11,28 @@ import data.policies.jwtValidation
 hs_secret := "test-hs256-secret-not-for-production-0123456789"
 
 jwks := {
-  "keys": [
-    {
-      "kty": "RSA",
-      "key_ops": [
-        "verify"
-      ],
-      "n": "oyVi8kSNNeCCQ6XHXjJDn6_EQUySoeWsZjO4zb0FtkmwnABBiknpNcL0JN_AC82cOHEhaxKWPcuNZe8rZ2F7a7N7LWfgTfEbYofyrS4U62mkp5OAx-KxLfbFGiHZsEeylklIQ5BCj_s8jlZhuuWoA8lWxggMFXwIg8av8L91-MTOJTK-EXiS1uzOKQVjFW0d5Vaq5kUOGRNNaVpqPZ0VYafggr3hvRV0PPAoJAWo-k-shZXlMQ396HWdt7ioHdGflMKMtNMWBrmgUBCTpCX3dRH7RQOT_fUTT6Du21AEM81ND-mkRSgHKz_ucQqU4xG6LKCvTHjeYblCgPiCI56CBw",
-      "e": "AQAB",
-      "kid": "rs1",
-      "alg": "RS256",
-      "use": "sig"
-    },
-    {
-      "kty": "EC",
-      "crv": "P-256",
-      "x": "WnQSGbexQkwRftwZwAdYB2S-upRF-3KC4zWCp-vj6_M",
-      "y": "pTuWJQpKtGhrqVNktfJiOg6piD7NAJTqTgBIZwzaglM",
-      "kid": "es1",
-      "alg": "ES256",
-      "use": "sig"
-    }
-  ]
+	"keys": [
+		{
+			"kty": "RSA",
+			"key_ops": [
+				"verify"
+			],
+			"n": "oyVi8kSNNeCCQ6XHXjJDn6_EQUySoeWsZjO4zb0FtkmwnABBiknpNcL0JN_AC82cOHEhaxKWPcuNZe8rZ2F7a7N7LWfgTfEbYofyrS4U62mkp5OAx-KxLfbFGiHZsEeylklIQ5BCj_s8jlZhuuWoA8lWxggMFXwIg8av8L91-MTOJTK-EXiS1uzOKQVjFW0d5Vaq5kUOGRNNaVpqPZ0VYafggr3hvRV0PPAoJAWo-k-shZXlMQ396HWdt7ioHdGflMKMtNMWBrmgUBCTpCX3dRH7RQOT_fUTT6Du21AEM81ND-mkRSgHKz_ucQqU4xG6LKCvTHjeYblCgPiCI56CBw",
+			"e": "AQAB",
+			"kid": "rs1",
+			"alg": "RS256",
+			"use": "sig"
+		},
+		{
+			"kty": "EC",
+			"crv": "P-256",
+			"x": "WnQSGbexQkwRftwZwAdYB2S-upRF-3KC4zWCp-vj6_M",
+			"y": "pTuWJQpKtGhrqVNktfJiOg6piD7NAJTqTgBIZwzaglM",
+			"kid": "es1",
+			"alg": "ES256",
+			"use": "sig"
+		},
+	],
 }
 
 rsa_pem := "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAoyVi8kSNNeCCQ6XHXjJD\nn6/EQUySoeWsZjO4zb0FtkmwnABBiknpNcL0JN/AC82cOHEhaxKWPcuNZe8rZ2F7\na7N7LWfgTfEbYofyrS4U62mkp5OAx+KxLfbFGiHZsEeylklIQ5BCj/s8jlZhuuWo\nA8lWxggMFXwIg8av8L91+MTOJTK+EXiS1uzOKQVjFW0d5Vaq5kUOGRNNaVpqPZ0V\nYafggr3hvRV0PPAoJAWo+k+shZXlMQ396HWdt7ioHdGflMKMtNMWBrmgUBCTpCX3\ndRH7RQOT/fUTT6Du21AEM81ND+mkRSgHKz/ucQqU4xG6LKCvTHjeYblCgPiCI56C\nBwIDAQAB\n-----END PUBLIC KEY-----\n"

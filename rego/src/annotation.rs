@@ -138,13 +138,19 @@ mod tests {
     #[test]
     fn custom_rego_defaults_to_complex_tier() {
         let src = "# METADATA\n# title: x\n# custom:\n#   version: '1'\n#   phases: [request]\npackage policies.x\n";
-        assert_eq!(parse_policy_info("x.rego", src).unwrap().tier, Tier::Complex);
+        assert_eq!(
+            parse_policy_info("x.rego", src).unwrap().tier,
+            Tier::Complex
+        );
     }
 
     #[test]
     fn missing_block_and_fields_are_errors() {
         let err = parse_policy_info("a.rego", "package a\n").unwrap_err();
-        assert_eq!(err.to_string(), "a.rego: no `# METADATA` block before the package declaration");
+        assert_eq!(
+            err.to_string(),
+            "a.rego: no `# METADATA` block before the package declaration"
+        );
         let err = parse_policy_info("b.rego", "# METADATA\n# title: b\npackage b\n").unwrap_err();
         assert!(err.to_string().contains("custom.version"), "{err}");
         let err = parse_policy_info("c.rego", "# METADATA\n# title: [\npackage c\n").unwrap_err();

@@ -63,9 +63,15 @@ mod tests {
                 "file name matches the policy name"
             );
             assert!(!p.info.phases.is_empty(), "{} declares phases", p.info.name);
-            assert!(p.info.schema.is_object(), "{} declares a schema", p.info.name);
             assert!(
-                p.file.source.contains(&format!("package policies.{}", p.info.name)),
+                p.info.schema.is_object(),
+                "{} declares a schema",
+                p.info.name
+            );
+            assert!(
+                p.file
+                    .source
+                    .contains(&format!("package policies.{}", p.info.name)),
                 "{} uses package policies.{}",
                 p.info.name,
                 p.info.name

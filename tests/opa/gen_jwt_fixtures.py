@@ -69,7 +69,7 @@ def main():
     jwks = {"keys": [jwk(rsa_key, "rs1", "RS256"), jwk(ec_key, "es1", "ES256")]}
     out = []
     out.append(f"hs_secret := {json.dumps(HS_SECRET)}")
-    out.append(f"jwks := {json.dumps(jwks, indent=2)}")
+    out.append("jwks := " + json.dumps(jwks, indent="\t"))
     out.append(f"rsa_pem := {json.dumps(pem_public(rsa_key))}")
     out.append(f"ec_pem := {json.dumps(pem_public(ec_key))}")
     for name, tok in tokens.items():

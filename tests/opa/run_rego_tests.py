@@ -110,6 +110,20 @@ def main(argv=None):
         rx = re.compile(args.run)
         tests = [t for t in tests if rx.search(f"data.{t[0]}.{t[1]}")]
 
+    # Preparing a query costs a compilation, so the tests of a package are
+    # first evaluated together; any test that does not come out `true` there
+    # is evaluated on its own to report why (with its print() output).
+    batch = {}
+    for pkg in dict.fromkeys(p for p, r in tests if r.startswith("test_")):
+        names = [r for p, r in tests if p == pkg and r.startswith("test_")]
+        try:
+            rs = engine.eval_query(
+                f"__results__ = {{k: v | some k in {json.dumps(names)}; v := data.{pkg}[k]}}"
+            )
+            batch[pkg] = rs[0]["__results__"] if rs else {}
+        except opa_bindings.OpaError:
+            batch[pkg] = {}
+
     passed = failed = skipped = 0
     for pkg, rule in tests:
         ref = f"data.{pkg}.{rule}"
@@ -118,14 +132,17 @@ def main(argv=None):
             if args.verbose:
                 print(f"SKIPPED {ref}")
             continue
-        prints.clear()
-        try:
-            rs = engine.eval_query(f"__test_value__ = {ref}")
-            value = rs[0].get("__test_value__") if rs else None
-            ok = bool(rs) and value is True
-            why = "undefined" if not rs else f"value {json.dumps(value)}"
-        except opa_bindings.OpaError as e:
-            ok, why = False, f"error: {e}"
+        if batch.get(pkg, {}).get(rule) is True:
+            ok = True
+        else:
+            prints.clear()
+            try:
+                rs = engine.eval_query(f"__test_value__ = {ref}")
+                value = rs[0].get("__test_value__") if rs else None
+                ok = bool(rs) and value is True
+                why = "undefined" if not rs else f"value {json.dumps(value)}"
+            except opa_bindings.OpaError as e:
+                ok, why = False, f"error: {e}"
         if ok:
             passed += 1
             if args.verbose:

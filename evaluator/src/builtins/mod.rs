@@ -156,7 +156,11 @@ pub(crate) fn arg_str<'a>(
 }
 
 /// A number argument as `f64`.
-pub(crate) fn arg_f64(name: &'static str, args: &[Value], position: usize) -> Result<f64, BuiltinError> {
+pub(crate) fn arg_f64(
+    name: &'static str,
+    args: &[Value],
+    position: usize,
+) -> Result<f64, BuiltinError> {
     match args.get(position) {
         Some(v @ Value::Number(_)) => v.as_f64().map_err(|_| BuiltinError::Operand {
             name,

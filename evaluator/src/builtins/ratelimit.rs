@@ -150,7 +150,11 @@ impl RateLimiter {
     }
 }
 
-pub(crate) fn call(limiter: &RateLimiter, name: &str, args: &[Value]) -> Result<Value, BuiltinError> {
+pub(crate) fn call(
+    limiter: &RateLimiter,
+    name: &str,
+    args: &[Value],
+) -> Result<Value, BuiltinError> {
     const NAME: &str = "rate_limit.take";
     if name != NAME {
         return Err(BuiltinError::Unknown(name.to_string()));
@@ -174,7 +178,10 @@ pub(crate) fn call(limiter: &RateLimiter, name: &str, args: &[Value]) -> Result<
     let mut obj = std::collections::BTreeMap::new();
     obj.insert(Value::from("allowed"), Value::from(t.allowed));
     obj.insert(Value::from("remaining"), Value::from(t.remaining));
-    obj.insert(Value::from("retry_after_seconds"), Value::from(t.retry_after_seconds));
+    obj.insert(
+        Value::from("retry_after_seconds"),
+        Value::from(t.retry_after_seconds),
+    );
     obj.insert(Value::from("limit"), Value::from(t.limit));
     Ok(Value::from(obj))
 }
@@ -239,10 +246,21 @@ mod tests {
     #[test]
     fn bad_arguments_are_errors() {
         let l = limiter();
-        let err = call(&l, NAME_FOR_TEST, &[Value::from("k"), Value::from(0.0), Value::from(1.0)]);
+        let err = call(
+            &l,
+            NAME_FOR_TEST,
+            &[Value::from("k"), Value::from(0.0), Value::from(1.0)],
+        );
         assert!(matches!(err, Err(BuiltinError::Invalid { .. })));
-        let err = call(&l, NAME_FOR_TEST, &[Value::from(1), Value::from(1.0), Value::from(1.0)]);
-        assert!(matches!(err, Err(BuiltinError::Operand { position: 1, .. })));
+        let err = call(
+            &l,
+            NAME_FOR_TEST,
+            &[Value::from(1), Value::from(1.0), Value::from(1.0)],
+        );
+        assert!(matches!(
+            err,
+            Err(BuiltinError::Operand { position: 1, .. })
+        ));
     }
 
     const NAME_FOR_TEST: &str = "rate_limit.take";

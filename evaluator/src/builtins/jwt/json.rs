@@ -37,7 +37,10 @@ impl Json {
             Json::Object(fields) => fields,
             _ => &[],
         };
-        fields.iter().filter(move |(k, _)| k == name).map(|(_, v)| v)
+        fields
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 }
 
@@ -291,13 +294,16 @@ impl Parser<'_> {
     /// `\u` low surrogate is one character; anything else is U+FFFD and
     /// the following text is read normally.
     fn surrogate(&mut self, high: u16) -> char {
-        if (0xD800..0xDC00).contains(&high) && self.input.get(self.pos..self.pos + 2) == Some(b"\\u") {
+        if (0xD800..0xDC00).contains(&high)
+            && self.input.get(self.pos..self.pos + 2) == Some(b"\\u")
+        {
             let save = self.pos;
             self.pos += 2;
             if let Some(low) = self.hex4()
                 && (0xDC00..0xE000).contains(&low)
-                && let Some(ch) =
-                    char::from_u32(0x10000 + ((u32::from(high) - 0xD800) << 10) + (u32::from(low) - 0xDC00))
+                && let Some(ch) = char::from_u32(
+                    0x10000 + ((u32::from(high) - 0xD800) << 10) + (u32::from(low) - 0xDC00),
+                )
             {
                 return ch;
             }
@@ -328,17 +334,35 @@ mod tests {
 
     #[test]
     fn go_compatible_parsing() {
-        assert_eq!(parse(br#" {"a":1,"a":2} "#).and_then(|j| to_value(&j)), Some(v(r#"{"a":2}"#)));
+        assert_eq!(
+            parse(br#" {"a":1,"a":2} "#).and_then(|j| to_value(&j)),
+            Some(v(r#"{"a":2}"#))
+        );
         assert_eq!(parse(br#"{"a":1} x"#), None);
         assert_eq!(parse(br#"{"a":1,}"#), None);
         assert_eq!(parse(b"[01]"), None);
         assert_eq!(parse(b"[1.]"), None);
         assert_eq!(parse(b"\"a\x01\""), None);
-        assert_eq!(parse_prefix(br#"{"a":1} x"#), Some(Json::Object(vec![("a".into(), Json::Number("1".into()))])));
-        assert_eq!(parse(b"\"\xff\xfe\""), Some(Json::String("\u{fffd}\u{fffd}".into())));
-        assert_eq!(parse(br#""\ud800x""#), Some(Json::String("\u{fffd}x".into())));
-        assert_eq!(parse(br#""\ud83d\ude00""#), Some(Json::String("\u{1f600}".into())));
-        assert_eq!(parse(br#""\ud800\u0041""#), Some(Json::String("\u{fffd}A".into())));
+        assert_eq!(
+            parse_prefix(br#"{"a":1} x"#),
+            Some(Json::Object(vec![("a".into(), Json::Number("1".into()))]))
+        );
+        assert_eq!(
+            parse(b"\"\xff\xfe\""),
+            Some(Json::String("\u{fffd}\u{fffd}".into()))
+        );
+        assert_eq!(
+            parse(br#""\ud800x""#),
+            Some(Json::String("\u{fffd}x".into()))
+        );
+        assert_eq!(
+            parse(br#""\ud83d\ude00""#),
+            Some(Json::String("\u{1f600}".into()))
+        );
+        assert_eq!(
+            parse(br#""\ud800\u0041""#),
+            Some(Json::String("\u{fffd}A".into()))
+        );
         assert_eq!(parse(br#""\x""#), None);
         assert_eq!(parse(b"\xef\xbb\xbf{}"), None);
         let deep = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
@@ -353,7 +377,10 @@ mod tests {
         let Some(Json::Array(items)) = j else {
             unreachable!("array expected");
         };
-        assert_eq!(to_value(&items[0]), Value::from_numeric_string("123456789012345678901234567890").ok());
+        assert_eq!(
+            to_value(&items[0]),
+            Value::from_numeric_string("123456789012345678901234567890").ok()
+        );
         assert_eq!(to_value(&items[1]), Some(Value::from(1.5)));
         assert_eq!(to_value(&items[2]), Some(Value::from(1000u64)));
         assert_eq!(to_value(&items[3]), Some(Value::from(0u64)));

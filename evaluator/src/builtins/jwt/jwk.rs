@@ -9,19 +9,57 @@ use num_bigint::BigUint;
 
 use super::json::{self, Json};
 use super::sig::{self, Curve};
-use super::{b64, x509, KeyMaterial, VerificationKey, TOKEN_ALGORITHMS};
+use super::{KeyMaterial, TOKEN_ALGORITHMS, VerificationKey, b64, x509};
 
 /// Algorithm names `jwx` accepts in a JWK's `alg` member.
 const KEY_ALGORITHMS: &[&str] = &[
-    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512",
-    "none", "EdDSA", "ES256K", "Ed25519", "RSA1_5", "RSA-OAEP", "RSA-OAEP-256", "RSA-OAEP-384", "RSA-OAEP-512",
-    "A128KW", "A192KW", "A256KW", "dir", "ECDH-ES", "ECDH-ES+A128KW", "ECDH-ES+A192KW", "ECDH-ES+A256KW",
-    "A128GCMKW", "A192GCMKW", "A256GCMKW", "PBES2-HS256+A128KW", "PBES2-HS384+A192KW", "PBES2-HS512+A256KW",
-    "A128CBC-HS256", "A192CBC-HS384", "A256CBC-HS512", "A128GCM", "A192GCM", "A256GCM",
+    "HS256",
+    "HS384",
+    "HS512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "none",
+    "EdDSA",
+    "ES256K",
+    "Ed25519",
+    "RSA1_5",
+    "RSA-OAEP",
+    "RSA-OAEP-256",
+    "RSA-OAEP-384",
+    "RSA-OAEP-512",
+    "A128KW",
+    "A192KW",
+    "A256KW",
+    "dir",
+    "ECDH-ES",
+    "ECDH-ES+A128KW",
+    "ECDH-ES+A192KW",
+    "ECDH-ES+A256KW",
+    "A128GCMKW",
+    "A192GCMKW",
+    "A256GCMKW",
+    "PBES2-HS256+A128KW",
+    "PBES2-HS384+A192KW",
+    "PBES2-HS512+A256KW",
+    "A128CBC-HS256",
+    "A192CBC-HS384",
+    "A256CBC-HS512",
+    "A128GCM",
+    "A192GCM",
+    "A256GCM",
 ];
 
 /// Curve names `jwx` accepts in `crv` (only some are usable per key type).
-const CURVE_NAMES: &[&str] = &["P-256", "P-384", "P-521", "Ed25519", "Ed448", "X25519", "X448"];
+const CURVE_NAMES: &[&str] = &[
+    "P-256", "P-384", "P-521", "Ed25519", "Ed448", "X25519", "X448",
+];
 
 /// Parses a JWK or JWK Set into OPA's verification keys: keys whose `alg`
 /// is not a JWT signing algorithm are dropped (OPA skips them).
@@ -41,7 +79,8 @@ pub(super) fn parse_key_set(text: &str) -> Result<Vec<VerificationKey>, String> 
             keys
         }
         _ => {
-            let first = json::parse_prefix(text.as_bytes()).ok_or_else(|| parse_err("invalid JSON".into()))?;
+            let first = json::parse_prefix(text.as_bytes())
+                .ok_or_else(|| parse_err("invalid JSON".into()))?;
             vec![parse_key(&first).map_err(parse_err)?]
         }
     };
@@ -55,7 +94,9 @@ pub(super) fn parse_key_set(text: &str) -> Result<Vec<VerificationKey>, String> 
 fn bytes_member(name: &str, v: &Json) -> Result<Vec<u8>, String> {
     match v {
         Json::Null => Ok(Vec::new()),
-        Json::String(s) => b64::jwx(s).ok_or_else(|| format!("failed to decode value for key {name}")),
+        Json::String(s) => {
+            b64::jwx(s).ok_or_else(|| format!("failed to decode value for key {name}"))
+        }
         _ => Err(format!("failed to decode value for key {name}")),
     }
 }
@@ -145,8 +186,13 @@ fn parse_key(j: &Json) -> Result<VerificationKey, String> {
             }
         }
     }
-    let get = |name: &str| data.iter().find(|(n, _)| *n == name).map(|(_, b)| b.as_slice());
-    let required = |name: &str| get(name).ok_or_else(|| format!("required field {name} is missing"));
+    let get = |name: &str| {
+        data.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| b.as_slice())
+    };
+    let required =
+        |name: &str| get(name).ok_or_else(|| format!("required field {name} is missing"));
 
     let material = match kty {
         Kty::Rsa => {

@@ -5,6 +5,20 @@
 //! dispatcher turns into undefined, while a signature or claim that does not
 //! check out is a normal `false` / `[false, {}, {}]` result. Error messages
 //! never quote token contents.
+//!
+//! Keys are read as OPA does (Go's `encoding/pem` and `crypto/x509` for PEM
+//! certificates and public keys, `jwx` v3 for JWKs and JWK Sets) and
+//! signatures checked with Go's rules (see `sig`). Known differences, all
+//! on unusual input:
+//! - P-224 keys (PEM or certificate only) parse but never verify;
+//! - header/payload JSON nested deeper than 128 levels, or holding a number
+//!   beyond the float64 range (`1e400`), is an error (OPA accepts both);
+//! - certificates are parsed with `x509-parser`, whose acceptance of odd
+//!   certificates can differ from Go's; DSA keys are not validated;
+//! - where OPA panics (a non-string `cty` in `io.jwt.decode`, a non-string
+//!   `iss` claim under an `iss` constraint) this is a plain error;
+//! - without a `time` constraint `decode_verify` reads the clock at each
+//!   call (OPA once per query).
 
 mod b64;
 mod json;
@@ -15,8 +29,6 @@ mod x509;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod vectors;
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,8 +42,8 @@ use super::{BuiltinError, arg_str};
 
 /// The algorithms OPA knows; JWKs declaring another `alg` are skipped.
 const TOKEN_ALGORITHMS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "HS256", "HS384", "HS512",
-    "EdDSA",
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "HS256",
+    "HS384", "HS512", "EdDSA",
 ];
 
 /// How one `io.jwt.verify_*` builtin checks a signature.
@@ -83,7 +95,9 @@ pub(crate) const BUILTINS: &[(&str, usize)] = &[
 
 pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, BuiltinError> {
     match name {
-        DECODE => decode(arg_str(DECODE, args, 0)?.as_bytes()).map_err(|reason| invalid(DECODE, reason)),
+        DECODE => {
+            decode(arg_str(DECODE, args, 0)?.as_bytes()).map_err(|reason| invalid(DECODE, reason))
+        }
         DECODE_VERIFY => decode_verify(args, now_ns()),
         _ => match VERIFIERS.iter().find(|(n, _)| *n == name) {
             Some(&(name, Method::Hmac(hash))) => verify_hmac(name, hash, args),
@@ -106,9 +120,15 @@ fn now_ns() -> f64 {
 /// A public (or secret) key usable for verification.
 #[derive(Debug, Clone)]
 enum KeyMaterial {
-    Rsa { n: BigUint, e: BigUint },
+    Rsa {
+        n: BigUint,
+        e: BigUint,
+    },
     /// An uncompressed point on `curve`.
-    Ec { curve: Curve, point: Vec<u8> },
+    Ec {
+        curve: Curve,
+        point: Vec<u8>,
+    },
     Ed25519(Vec<u8>),
     /// A JWK `oct` key.
     Oct(Vec<u8>),
@@ -173,7 +193,10 @@ impl<'a> Token<'a> {
                 payload,
                 signature,
             }),
-            _ => Err(format!("encoded JWT must have 3 sections, found {}", parts.len())),
+            _ => Err(format!(
+                "encoded JWT must have 3 sections, found {}",
+                parts.len()
+            )),
         }
     }
 
@@ -183,7 +206,8 @@ impl<'a> Token<'a> {
     }
 
     fn signature_bytes(&self) -> Result<Vec<u8>, String> {
-        b64::jwt_segment(self.signature).ok_or_else(|| "JWT signature had invalid encoding".to_string())
+        b64::jwt_segment(self.signature)
+            .ok_or_else(|| "JWT signature had invalid encoding".to_string())
     }
 
     /// OPA's `decodeHeader`: a JSON object without `enc` (no JWE).
@@ -318,7 +342,11 @@ fn verify_hmac(name: &'static str, hash: Hash, args: &[Value]) -> Result<Value, 
 }
 
 /// `io.jwt.verify_{rs,ps,es}*` and `verify_eddsa(jwt, certificate)`.
-fn verify_with_keys(name: &'static str, method: Method, args: &[Value]) -> Result<Value, BuiltinError> {
+fn verify_with_keys(
+    name: &'static str,
+    method: Method,
+    args: &[Value],
+) -> Result<Value, BuiltinError> {
     let err = |e: String| invalid(name, e);
     let jwt = arg_str(name, args, 0)?;
     let token = Token::split(jwt.as_bytes()).map_err(err)?;
@@ -348,8 +376,12 @@ fn verify_method(method: Method, key: &VerificationKey, input: &[u8], signature:
         return false;
     }
     match (method, &key.material) {
-        (Method::Rsa(h), KeyMaterial::Rsa { n, e }) => sig::rsa_pkcs1_verify(n, e, h, input, signature),
-        (Method::Pss(h), KeyMaterial::Rsa { n, e }) => sig::rsa_pss_verify(n, e, h, input, signature, None),
+        (Method::Rsa(h), KeyMaterial::Rsa { n, e }) => {
+            sig::rsa_pkcs1_verify(n, e, h, input, signature)
+        }
+        (Method::Pss(h), KeyMaterial::Rsa { n, e }) => {
+            sig::rsa_pss_verify(n, e, h, input, signature, None)
+        }
         (Method::Ecdsa(h), KeyMaterial::Ec { curve, point }) => {
             let (r, s) = signature.split_at(signature.len() / 2);
             sig::ecdsa_verify(*curve, point, h, input, r, s)
@@ -376,9 +408,11 @@ fn verify_jws(alg: &str, key: &KeyMaterial, input: &[u8], signature: &[u8]) -> b
         (Some("HS"), KeyMaterial::Oct(secret)) => {
             !secret.is_empty() && sig::hmac_verify(hash, secret, input, signature)
         }
-        (Some("RS"), KeyMaterial::Rsa { n, e }) => sig::rsa_pkcs1_verify(n, e, hash, input, signature),
+        (Some("RS"), KeyMaterial::Rsa { n, e }) => {
+            sig::rsa_pkcs1_verify(n, e, hash, input, signature)
+        }
         (Some("PS"), KeyMaterial::Rsa { n, e }) => {
-            sig::rsa_pss_verify(n, e, hash, input, signature, Some(hash_len(hash)))
+            sig::rsa_pss_verify(n, e, hash, input, signature, Some(hash.len()))
         }
         (Some("ES"), KeyMaterial::Ec { curve, point }) => {
             let size = curve.size();
@@ -388,13 +422,5 @@ fn verify_jws(alg: &str, key: &KeyMaterial, input: &[u8], signature: &[u8]) -> b
             }
         }
         _ => false,
-    }
-}
-
-fn hash_len(hash: Hash) -> usize {
-    match hash {
-        Hash::Sha256 => 32,
-        Hash::Sha384 => 48,
-        Hash::Sha512 => 64,
     }
 }

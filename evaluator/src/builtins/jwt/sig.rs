@@ -5,10 +5,13 @@
 //! on `num-bigint` because Go's rules differ from those of `aws-lc-rs`: keys
 //! of 1024 bits and more (no upper bound), and RSA-PSS with the salt length
 //! either fixed to the hash size (`decode_verify`) or detected from the
-//! signature (`verify_ps*`). Both paddings compare the whole recovered
-//! encoding, as Go does, so no parsing of attacker data is involved.
+//! signature (`verify_ps*`). PKCS #1 v1.5 compares the whole recovered
+//! encoding with the expected one; PSS follows Go's EMSA-PSS-VERIFY step
+//! for step.
 
-use aws_lc_rs::signature::{self, EcdsaVerificationAlgorithm, KeyPair, ParsedPublicKey, UnparsedPublicKey};
+use aws_lc_rs::signature::{
+    self, EcdsaVerificationAlgorithm, KeyPair, ParsedPublicKey, UnparsedPublicKey,
+};
 use hmac::{Hmac, Mac};
 use num_bigint::BigUint;
 use sha2::{Digest, Sha256, Sha384, Sha512};
@@ -22,7 +25,7 @@ pub(super) enum Hash {
 }
 
 impl Hash {
-    fn len(self) -> usize {
+    pub(super) fn len(self) -> usize {
         match self {
             Hash::Sha256 => 32,
             Hash::Sha384 => 48,
@@ -49,16 +52,16 @@ impl Hash {
     fn digest_info_prefix(self) -> &'static [u8] {
         match self {
             Hash::Sha256 => &[
-                0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
-                0x00, 0x04, 0x20,
+                0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x01, 0x05, 0x00, 0x04, 0x20,
             ],
             Hash::Sha384 => &[
-                0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05,
-                0x00, 0x04, 0x30,
+                0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x02, 0x05, 0x00, 0x04, 0x30,
             ],
             Hash::Sha512 => &[
-                0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05,
-                0x00, 0x04, 0x40,
+                0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x03, 0x05, 0x00, 0x04, 0x40,
             ],
         }
     }
@@ -161,7 +164,13 @@ fn rsa_recover(n: &BigUint, e: &BigUint, sig: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// RSASSA-PKCS1-v1_5 (Go's `rsa.VerifyPKCS1v15`).
-pub(super) fn rsa_pkcs1_verify(n: &BigUint, e: &BigUint, hash: Hash, msg: &[u8], sig: &[u8]) -> bool {
+pub(super) fn rsa_pkcs1_verify(
+    n: &BigUint,
+    e: &BigUint,
+    hash: Hash,
+    msg: &[u8],
+    sig: &[u8],
+) -> bool {
     let Some(em) = rsa_recover(n, e, sig) else {
         return false;
     };
@@ -194,7 +203,10 @@ pub(super) fn rsa_pss_verify(
     let Some(em) = rsa_recover(n, e, sig) else {
         return false;
     };
-    let Some(em_bits) = usize::try_from(n.bits()).ok().and_then(|b| b.checked_sub(1)) else {
+    let Some(em_bits) = usize::try_from(n.bits())
+        .ok()
+        .and_then(|b| b.checked_sub(1))
+    else {
         return false;
     };
     let em_len = em_bits.div_ceil(8);
@@ -210,10 +222,18 @@ pub(super) fn rsa_pss_verify(
 }
 
 /// EMSA-PSS-VERIFY (RFC 8017 9.1.2), step for step as Go implements it.
-fn emsa_pss_verify(m_hash: &[u8], em: &[u8], em_bits: usize, salt_len: Option<usize>, hash: Hash) -> bool {
+fn emsa_pss_verify(
+    m_hash: &[u8],
+    em: &[u8],
+    em_bits: usize,
+    salt_len: Option<usize>,
+    hash: Hash,
+) -> bool {
     let h_len = hash.len();
     let em_len = em_bits.div_ceil(8);
-    if em_len != em.len() || em_len < h_len + salt_len.unwrap_or(0) + 2 - usize::from(salt_len.is_none()) {
+    if em_len != em.len()
+        || em_len < h_len + salt_len.unwrap_or(0) + 2 - usize::from(salt_len.is_none())
+    {
         return false;
     }
     if em.last() != Some(&0xbc) {
@@ -256,7 +276,14 @@ fn mgf1_xor(out: &mut [u8], hash: Hash, seed: &[u8]) {
 
 /// ECDSA with `r` and `s` as big-endian integers of any length (Go's
 /// `ecdsa.Verify`: both in 1..n, hash truncated to the curve order).
-pub(super) fn ecdsa_verify(curve: Curve, point: &[u8], hash: Hash, msg: &[u8], r: &[u8], s: &[u8]) -> bool {
+pub(super) fn ecdsa_verify(
+    curve: Curve,
+    point: &[u8],
+    hash: Hash,
+    msg: &[u8],
+    r: &[u8],
+    s: &[u8],
+) -> bool {
     let Some(alg) = curve.algorithm(hash) else {
         return false;
     };
@@ -298,5 +325,8 @@ fn der_signature(r: &[u8], s: &[u8]) -> Vec<u8> {
 
 /// Ed25519 (Go's `ed25519.Verify`).
 pub(super) fn ed25519_verify(public_key: &[u8], msg: &[u8], sig: &[u8]) -> bool {
-    public_key.len() == 32 && UnparsedPublicKey::new(&signature::ED25519, public_key).verify(msg, sig).is_ok()
+    public_key.len() == 32
+        && UnparsedPublicKey::new(&signature::ED25519, public_key)
+            .verify(msg, sig)
+            .is_ok()
 }

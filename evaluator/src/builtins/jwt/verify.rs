@@ -5,8 +5,8 @@ use std::cmp::Ordering;
 use regorus::Value;
 
 use super::{
-    DECODE_VERIFY, Header, KeyMaterial, Token, VerificationKey, invalid, json_object, keys_from_cert_or_jwk,
-    verify_jws,
+    DECODE_VERIFY, Header, KeyMaterial, Token, VerificationKey, invalid, json_object,
+    keys_from_cert_or_jwk, verify_jws,
 };
 use crate::builtins::{BuiltinError, arg_str};
 
@@ -50,7 +50,7 @@ impl Constraints {
             iss: String::new(),
             aud: String::new(),
             keys: None,
-            time: -1.0,
+            time: wallclock_ns,
         };
         let mut time = None;
         for (k, v) in o.iter() {
@@ -81,6 +81,7 @@ impl Constraints {
             };
             *slot = s.to_string();
         }
+        // Without a `time` constraint, the wall clock (as OPA's query time).
         c.time = match time {
             Some(t) => t,
             None => time_from_value(&Value::from(wallclock_ns))?,
@@ -95,7 +96,12 @@ impl Constraints {
     /// OPA's `tokenConstraints.verify`: only the trusted key(s) or secret.
     fn verify(&self, kid: &str, alg: &str, input: &[u8], signature: &[u8]) -> bool {
         let Some(keys) = &self.keys else {
-            return verify_jws(alg, &KeyMaterial::Oct(self.secret.as_bytes().to_vec()), input, signature);
+            return verify_jws(
+                alg,
+                &KeyMaterial::Oct(self.secret.as_bytes().to_vec()),
+                input,
+                signature,
+            );
         };
         if !kid.is_empty()
             && let Some(key) = keys.iter().find(|k| k.kid == kid)
@@ -120,7 +126,11 @@ impl Constraints {
 }
 
 fn unverified() -> Value {
-    Value::from(vec![Value::Bool(false), Value::new_object(), Value::new_object()])
+    Value::from(vec![
+        Value::Bool(false),
+        Value::new_object(),
+        Value::new_object(),
+    ])
 }
 
 pub(super) fn decode_verify(args: &[Value], wallclock_ns: f64) -> Result<Value, BuiltinError> {
@@ -164,7 +174,9 @@ pub(super) fn decode_verify(args: &[Value], wallclock_ns: f64) -> Result<Value, 
         match claim("iss") {
             Some(Value::String(iss)) if iss.as_ref() == c.iss => {}
             // OPA fails (a runtime panic) on a non-string `iss`.
-            Some(v) if !matches!(v, Value::String(_)) => return Err(err("iss value must be a string".into())),
+            Some(v) if !matches!(v, Value::String(_)) => {
+                return Err(err("iss value must be a string".into()));
+            }
             _ => return Ok(unverified()),
         }
     }

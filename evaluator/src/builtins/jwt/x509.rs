@@ -5,7 +5,7 @@ use num_bigint::BigUint;
 use x509_parser::prelude::FromDer;
 
 use super::sig::{self, Curve};
-use super::{b64, KeyMaterial};
+use super::{KeyMaterial, b64};
 
 /// One PEM block: its type line and decoded bytes.
 pub(super) struct PemBlock {
@@ -99,7 +99,13 @@ pub(super) fn pem_decode(data: &[u8]) -> Option<(PemBlock, &[u8])> {
             continue;
         };
         let (_, after) = get_line(&rest[end_index + PEM_END.len() - 1..]);
-        return Some((PemBlock { kind: kind.to_vec(), bytes }, after));
+        return Some((
+            PemBlock {
+                kind: kind.to_vec(),
+                bytes,
+            },
+            after,
+        ));
     }
 }
 
@@ -129,7 +135,9 @@ fn read_tlv(input: &[u8]) -> Option<Tlv<'_>> {
         if bytes.first() == Some(&0) {
             return None;
         }
-        let len = bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let len = bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         if len < 0x80 {
             return None;
         }
@@ -181,11 +189,19 @@ fn curve_from_oid(oid: &[u8]) -> Option<Curve> {
 /// error) inside a certificate.
 fn parse_spki(der: &[u8], in_certificate: bool) -> Result<(KeyMaterial, &[u8]), String> {
     let malformed = || "x509: malformed public key".to_string();
-    let spki = read_tlv(der).filter(|t| t.tag == 0x30).ok_or_else(malformed)?;
-    let alg_id = read_tlv(spki.content).filter(|t| t.tag == 0x30).ok_or_else(malformed)?;
-    let oid = read_tlv(alg_id.content).filter(|t| t.tag == 0x06).ok_or_else(malformed)?;
+    let spki = read_tlv(der)
+        .filter(|t| t.tag == 0x30)
+        .ok_or_else(malformed)?;
+    let alg_id = read_tlv(spki.content)
+        .filter(|t| t.tag == 0x30)
+        .ok_or_else(malformed)?;
+    let oid = read_tlv(alg_id.content)
+        .filter(|t| t.tag == 0x06)
+        .ok_or_else(malformed)?;
     let params: &[u8] = read_tlv(oid.rest).map_or(&[], |t| t.full);
-    let bits = read_tlv(alg_id.rest).filter(|t| t.tag == 0x03).ok_or_else(malformed)?;
+    let bits = read_tlv(alg_id.rest)
+        .filter(|t| t.tag == 0x03)
+        .ok_or_else(malformed)?;
     let key = right_align(bits.content).ok_or_else(malformed)?;
 
     let material = match oid.content {
@@ -199,7 +215,8 @@ fn parse_spki(der: &[u8], in_certificate: bool) -> Result<(KeyMaterial, &[u8]), 
             let curve_oid = read_tlv(params)
                 .filter(|t| t.tag == 0x06 && !t.content.is_empty())
                 .ok_or("x509: invalid ECDSA parameters")?;
-            let curve = curve_from_oid(curve_oid.content).ok_or("x509: unsupported elliptic curve")?;
+            let curve =
+                curve_from_oid(curve_oid.content).ok_or("x509: unsupported elliptic curve")?;
             if !sig::ec_point_valid(curve, &key) {
                 return Err("ecdsa: invalid uncompressed public key".into());
             }
@@ -308,7 +325,10 @@ mod tests {
     fn pem_decode_follows_go() {
         let block = "-----BEGIN X-----\nYWI=\n-----END X-----\n";
         let (b, rest) = pem_decode(block.as_bytes()).expect("block");
-        assert_eq!((b.kind.as_slice(), b.bytes.as_slice(), rest), (&b"X"[..], &b"ab"[..], &b""[..]));
+        assert_eq!(
+            (b.kind.as_slice(), b.bytes.as_slice(), rest),
+            (&b"X"[..], &b"ab"[..], &b""[..])
+        );
         // Leading text must end in a newline; trailing text is returned.
         assert!(pem_decode(format!("junk\n{block}\n").as_bytes()).is_some_and(|(_, r)| r == b"\n"));
         assert!(pem_decode(format!("junk{block}").as_bytes()).is_none());

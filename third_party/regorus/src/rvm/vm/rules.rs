@@ -128,6 +128,12 @@ impl RegoVM {
                     Ok(_) => {
                         if matches!(rule_info.rule_type, RuleType::Complete) || is_function_call {
                             let current_result = self.get_register(result_reg)?.clone();
+                            // policy-engine patch: a body that ran to its end
+                            // without a value (a loop found no match) failed;
+                            // try the next body (`else`) as OPA does.
+                            if current_result == Value::Undefined {
+                                continue;
+                            }
                             if current_result != Value::Undefined {
                                 if let Some(ref expected) = first_successful_result {
                                     if *expected != current_result {
@@ -677,6 +683,17 @@ impl RegoVM {
         frame_data: &mut RuleFrameData,
         rule_info: &RuleInfo,
     ) -> Result<Option<usize>> {
+        // policy-engine patch: a complete or function rule body that ran to its
+        // end without producing a value (a loop found no match) failed; try the
+        // next body (`else`) as OPA does.
+        if (matches!(frame_data.rule_type, RuleType::Complete) || frame_data.is_function_rule)
+            && self
+                .registers
+                .get(usize::from(frame_data.result_reg))
+                .is_none_or(|v| *v == Value::Undefined)
+        {
+            return self.rule_frame_after_failure(frame_data, rule_info);
+        }
         frame_data.any_body_succeeded = true;
 
         if matches!(frame_data.rule_type, RuleType::Complete) || frame_data.is_function_rule {
