@@ -146,7 +146,7 @@ mod tests {
     use super::*;
 
     fn names(policies: &[(&str, &str)]) -> Vec<(String, bool, bool)> {
-        let mut engine = Engine::new();
+        let mut engine = policy_agent::new_engine();
         for (path, src) in policies {
             engine
                 .add_policy((*path).to_string(), (*src).to_string())

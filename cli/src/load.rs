@@ -175,7 +175,7 @@ impl Loaded {
     /// A Rego v1 engine with every module and document loaded and the
     /// agent's native builtins registered.
     pub fn into_engine(self) -> Result<Engine, LoadError> {
-        let mut engine = Engine::new();
+        let mut engine = policy_agent::new_engine();
         engine.set_rego_v0(false);
         // As in OPA: a builtin error makes the expression undefined.
         engine.set_strict_builtin_errors(false);

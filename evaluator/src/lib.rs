@@ -23,7 +23,7 @@ pub use config::AgentConfig;
 pub use context::{InputLimits, build_input, decision_to_response};
 pub use data::{load_data, merge};
 pub use error::{EvalError, SetupError};
-pub use policyset::{CompiledChain, EngineStats, PolicySet};
+pub use policyset::{CompiledChain, EngineStats, PolicySet, new_engine};
 pub use registry::{PolicyRegistry, RegisteredPolicy};
 pub use server::{AgentService, bind_socket, serve};
 pub use worker::{EnginePath, Evaluation, evaluate};

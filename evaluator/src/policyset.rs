@@ -88,7 +88,7 @@ impl PolicySet {
         revision: &str,
         stats: Arc<EngineStats>,
     ) -> Result<Self, SetupError> {
-        let mut template = Engine::new();
+        let mut template = new_engine();
         let rego_err = |path: &str, e: anyhow::Error| SetupError::Rego {
             path: path.to_string(),
             reason: e.to_string(),
@@ -131,7 +131,7 @@ impl PolicySet {
         builtins: NativeBuiltins,
         stats: Arc<EngineStats>,
     ) -> Result<Self, SetupError> {
-        let mut template = Engine::new();
+        let mut template = new_engine();
         for (path, source) in modules {
             template
                 .add_policy(path.clone(), source.clone())
@@ -283,6 +283,20 @@ impl PolicySet {
             }
         }
     }
+}
+
+/// A regorus engine with the limits the agent uses: generated chain modules
+/// embed metadata (certificates, JWKS) that can make lines longer than
+/// regorus's default 1,024 columns.
+pub fn new_engine() -> Engine {
+    use std::num::{NonZeroU32, NonZeroUsize};
+    let mut engine = Engine::new();
+    engine.set_policy_length_config(regorus::PolicyLengthConfig {
+        max_col: NonZeroU32::new(1 << 20).unwrap_or(NonZeroU32::MIN),
+        max_file_bytes: NonZeroUsize::new(16 << 20).unwrap_or(NonZeroUsize::MIN),
+        max_lines: NonZeroUsize::new(200_000).unwrap_or(NonZeroUsize::MIN),
+    });
+    engine
 }
 
 /// Compiles `rule` of `engine` to a bytecode program with the native

@@ -75,6 +75,23 @@ _found(xs) := "hit" if {
 result(_, md) := {"status": "OK", "message": _found(md.xs), "metadata": {}, "instructions": []}"#,
     ),
     (
+        "rewrite",
+        r#"package policies.rewrite
+result(_, _) := {"status": "OK", "message": "", "metadata": {}, "instructions": [
+	{"type": "SET_BODY", "body": {"kept": 1}},
+	{"type": "SET_STATE", "key": "claims", "value": {"sub": "x"}},
+]}"#,
+    ),
+    (
+        "observe",
+        r#"package policies.observe
+result(ctx, _) := {"status": "OK", "metadata": {}, "instructions": [], "message": json.marshal({
+	"drop": object.get(ctx.request.headers, "x-drop", "absent"),
+	"body": ctx.request.body,
+	"claims": object.get(ctx.state, "claims", null),
+})}"#,
+    ),
+    (
         "malformed",
         r#"package policies.malformed
 result(_, _) := {"status": "MAYBE", "instructions": "x"}"#,
@@ -120,8 +137,8 @@ fn step(policy: &str, on_failure: OnFailure) -> Step {
 fn input(route: &str) -> Value {
     Value::from(json!({
         "route": route, "phase": "request",
-        "request": {"method": "GET", "path": "/", "headers": {"x-drop": "1"}, "body": ""},
-        "response": {}, "state": {}
+        "request": {"method": "GET", "path": "/", "headers": {"x-drop": "1"}, "body": {"kept": 1, "gone": {"deep": 2}}},
+        "response": {}, "state": {"claims": {"roles": ["admin"]}}
     }))
 }
 
@@ -180,7 +197,10 @@ fn instructions_thread_through_the_context() {
         .map(|i| (i["key"].as_str().unwrap(), i["value"].as_str().unwrap()))
         .collect();
     assert_eq!(headers, vec![("X-A", "1"), ("X-Saw-A", "1")]);
-    assert_eq!(d["state"], json!({"seen": "none"}));
+    assert_eq!(
+        d["state"],
+        json!({"seen": "none", "claims": {"roles": ["admin"]}})
+    );
     assert_eq!(d["metadata"], json!({"a": "1"}));
     assert_eq!(d["outcomes"].as_array().unwrap().len(), 2);
 }
@@ -278,6 +298,25 @@ fn colon_assignment_of_undefined_call_takes_else() {
     assert_eq!(d["outcomes"][0]["message"], "fallback");
 }
 
+/// Regression: instructions replace what they name; removed headers, body
+/// fields and state sub-objects must not come back through a deep merge.
+#[test]
+fn later_policies_see_replaced_values_not_merged_ones() {
+    let (d, _) = run(
+        vec![
+            step("readA", OnFailure::Deny),
+            step("rewrite", OnFailure::Deny),
+            step("observe", OnFailure::Deny),
+        ],
+        "replace",
+    );
+    let seen: Json = serde_json::from_str(d["outcomes"][2]["message"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        seen,
+        json!({"drop": "absent", "body": {"kept": 1}, "claims": {"sub": "x"}})
+    );
+}
+
 /// Regression: a body whose `some … in` loop finds nothing fails and `else`
 /// is taken; regorus 0.14.1 unpatched returned undefined on the VM.
 #[test]
@@ -285,7 +324,9 @@ fn loop_without_match_takes_else() {
     let set_step = |xs: Json| Step {
         policy: "loopelse".into(),
         on_failure: OnFailure::Deny,
-        kind: StepKind::Policy { metadata: json!({"xs": xs}) },
+        kind: StepKind::Policy {
+            metadata: json!({"xs": xs}),
+        },
     };
     let (d, _) = run(vec![set_step(json!([1, 3]))], "loop-miss");
     assert_eq!(d["outcomes"][0]["message"], "miss");

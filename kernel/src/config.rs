@@ -54,6 +54,13 @@ pub struct ServerConfig {
     pub port: u16,
     /// Concurrent ext_proc streams (default 1000).
     pub max_concurrent_streams: u32,
+    /// Request header naming the route when Envoy does not send the
+    /// `xds.route_name` attribute (default `x-route-name`; lower-case).
+    pub route_header: String,
+    /// Envoy's ext_proc filter has `allow_mode_override: true`: the kernel
+    /// asks per stream for exactly the bodies and response headers each
+    /// route needs (default false: Envoy's processing modes decide).
+    pub mode_override: bool,
 }
 
 impl Default for ServerConfig {
@@ -62,12 +69,14 @@ impl Default for ServerConfig {
             address: "0.0.0.0".into(),
             port: 9001,
             max_concurrent_streams: 1000,
+            route_header: "x-route-name".into(),
+            mode_override: false,
         }
     }
 }
 
 /// An agent the kernel sends chains to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentEntry {
     pub name: String,
@@ -90,7 +99,7 @@ fn default_health_ms() -> u64 {
 }
 
 /// Retries of an agent call that produced no result.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     /// Attempts in all, including the first (default 1: no retry).
@@ -160,6 +169,32 @@ pub struct PolicyChains {
     pub request_policy_chain: Vec<ChainEntry>,
     #[serde(default)]
     pub response_policy_chain: Vec<ChainEntry>,
+    /// Run the request chain on the buffered request body instead of at
+    /// request headers (default false: request policies see no body).
+    #[serde(default)]
+    pub request_body: bool,
+    /// Run the response chain on the buffered response body (default: true
+    /// when the response chain rewrites the body, see
+    /// [`PolicyChains::needs_response_body`]; set it for policies that only
+    /// read the body, e.g. `auditLog` with `log_response_body`).
+    #[serde(default)]
+    pub response_body: Option<bool>,
+}
+
+/// Policies that read or rewrite the response body.
+const RESPONSE_BODY_POLICIES: &[&str] = &["responseBodyTransform"];
+
+impl PolicyChains {
+    /// Whether the response chain runs on the buffered response body: the
+    /// explicit `response_body`, else true when the chain has a policy that
+    /// rewrites the body (`responseBodyTransform`).
+    pub fn needs_response_body(&self) -> bool {
+        self.response_body.unwrap_or_else(|| {
+            self.response_policy_chain
+                .iter()
+                .any(|e| RESPONSE_BODY_POLICIES.contains(&e.policy.as_str()))
+        })
+    }
 }
 
 /// A route and its chains.
@@ -228,6 +263,23 @@ impl KernelConfig {
             field: format!("policy_kernel.{field}"),
             reason: reason.into(),
         };
+        if self.server.address.parse::<std::net::IpAddr>().is_err() {
+            return Err(field("server.address".into(), "must be an IP address"));
+        }
+        if self.server.max_concurrent_streams == 0 {
+            return Err(field(
+                "server.max_concurrent_streams".into(),
+                "must be at least 1",
+            ));
+        }
+        if !is_header_name(&self.server.route_header)
+            || self.server.route_header.to_ascii_lowercase() != self.server.route_header
+        {
+            return Err(field(
+                "server.route_header".into(),
+                "must be a lower-case HTTP header name",
+            ));
+        }
         if self.agents.is_empty() {
             return Err(field("agents".into(), "at least one agent is required"));
         }
@@ -240,20 +292,32 @@ impl KernelConfig {
                 return Err(field(format!("agents[{i}].name"), "duplicate agent name"));
             }
             if !(1..=5000).contains(&a.timeout_ms) {
-                return Err(field(format!("agents[{i}].timeout_ms"), "must be between 1 and 5000"));
+                return Err(field(
+                    format!("agents[{i}].timeout_ms"),
+                    "must be between 1 and 5000",
+                ));
             }
             if a.retry.max_attempts == 0 {
-                return Err(field(format!("agents[{i}].retry.max_attempts"), "must be at least 1"));
+                return Err(field(
+                    format!("agents[{i}].retry.max_attempts"),
+                    "must be at least 1",
+                ));
             }
             if a.health_check_interval_ms == 0 {
-                return Err(field(format!("agents[{i}].health_check_interval_ms"), "must be at least 1"));
+                return Err(field(
+                    format!("agents[{i}].health_check_interval_ms"),
+                    "must be at least 1",
+                ));
             }
         }
         let check_chains = |prefix: String, chains: &PolicyChains| -> Result<(), ConfigError> {
             if let Some(agent) = &chains.agent
                 && !names.contains(agent.as_str())
             {
-                return Err(field(format!("{prefix}.agent"), &format!("unknown agent `{agent}`")));
+                return Err(field(
+                    format!("{prefix}.agent"),
+                    &format!("unknown agent `{agent}`"),
+                ));
             }
             for (kind, chain) in [
                 ("request_policy_chain", &chains.request_policy_chain),
@@ -280,17 +344,25 @@ impl KernelConfig {
         let mut routes = HashSet::new();
         for (i, r) in self.route_policies.iter().enumerate() {
             if r.route_name.is_empty() {
-                return Err(field(format!("route_policies[{i}].route_name"), "must not be empty"));
+                return Err(field(
+                    format!("route_policies[{i}].route_name"),
+                    "must not be empty",
+                ));
             }
             if !routes.insert(r.route_name.as_str()) {
-                return Err(field(format!("route_policies[{i}].route_name"), "duplicate route"));
+                return Err(field(
+                    format!("route_policies[{i}].route_name"),
+                    "duplicate route",
+                ));
             }
             check_chains(format!("route_policies[{i}]"), &r.chains)?;
         }
         if let Some(d) = &self.default_policy {
             check_chains("default_policy".into(), d)?;
         }
-        if !["error", "warn", "info", "debug", "trace"].contains(&self.observability.log_level.as_str()) {
+        if !["error", "warn", "info", "debug", "trace"]
+            .contains(&self.observability.log_level.as_str())
+        {
             return Err(field(
                 "observability.log_level".into(),
                 "must be one of error, warn, info, debug, trace",
@@ -304,6 +376,14 @@ impl KernelConfig {
         }
         Ok(())
     }
+}
+
+/// An RFC 9110 token (header field name).
+pub(crate) fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]
@@ -328,13 +408,79 @@ mod tests {
     #[test]
     fn errors_name_file_field_and_reason() {
         let bad = SPEC.replace("timeout_ms: 500", "timeout_ms: 0");
-        let err = KernelConfig::parse(Path::new("k.yaml"), &bad).unwrap_err().to_string();
-        assert_eq!(err, "k.yaml: field `policy_kernel.agents[0].timeout_ms`: must be between 1 and 5000");
+        let err = KernelConfig::parse(Path::new("k.yaml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "k.yaml: field `policy_kernel.agents[0].timeout_ms`: must be between 1 and 5000"
+        );
         let bad = SPEC.replace("max_concurrent_streams", "max_streams");
-        let err = KernelConfig::parse(Path::new("k.yaml"), &bad).unwrap_err().to_string();
-        assert!(err.starts_with("k.yaml: ") && err.contains("max_streams"), "{err}");
-        let bad = SPEC.replace("    - route_name: \"/api/v1/admin\"", "    - route_name: \"/api/v1/admin\"\n      agent: ghost");
-        let err = KernelConfig::parse(Path::new("k.yaml"), &bad).unwrap_err().to_string();
-        assert!(err.contains("route_policies[1].agent") && err.contains("unknown agent `ghost`"), "{err}");
+        let err = KernelConfig::parse(Path::new("k.yaml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("k.yaml: ") && err.contains("max_streams"),
+            "{err}"
+        );
+        let bad = SPEC.replace(
+            "    - route_name: \"/api/v1/admin\"",
+            "    - route_name: \"/api/v1/admin\"\n      agent: ghost",
+        );
+        let err = KernelConfig::parse(Path::new("k.yaml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("route_policies[1].agent") && err.contains("unknown agent `ghost`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn server_settings_are_checked() {
+        let bad = SPEC.replace("address: \"0.0.0.0\"", "address: \"nowhere\"");
+        let err = KernelConfig::parse(Path::new("k.yaml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "k.yaml: field `policy_kernel.server.address`: must be an IP address"
+        );
+        let bad = SPEC.replace("port: 9001", "port: 9001\n    route_header: \"X Route\"");
+        let err = KernelConfig::parse(Path::new("k.yaml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.route_header"), "{err}");
+        let ok = SPEC.replace(
+            "port: 9001",
+            "port: 9001\n    route_header: \"x-envoy-route\"",
+        );
+        let c = KernelConfig::parse(Path::new("k.yaml"), &ok).unwrap();
+        assert_eq!(c.server.route_header, "x-envoy-route");
+    }
+
+    #[test]
+    fn body_needs_follow_the_chain_unless_explicit() {
+        let c = KernelConfig::parse(Path::new("k.yaml"), SPEC).unwrap();
+        assert_eq!(c.server.route_header, "x-route-name");
+        let users = &c.route_policies[0].chains;
+        assert!(
+            users.needs_response_body(),
+            "responseBodyTransform reads the body"
+        );
+        assert!(!users.request_body);
+        let admin = &c.route_policies[1].chains;
+        assert!(
+            !admin.needs_response_body(),
+            "auditLog only reads the body: routes opt in"
+        );
+        let text = SPEC.replace(
+            "      response_policy_chain:\n        - policy: \"auditLog\"",
+            "      response_body: true\n      request_body: true\n      response_policy_chain:\n        - policy: \"auditLog\"",
+        );
+        let c = KernelConfig::parse(Path::new("k.yaml"), &text).unwrap();
+        assert!(c.route_policies[1].chains.needs_response_body());
+        assert!(c.route_policies[1].chains.request_body);
+        assert!(!c.default_policy.unwrap().needs_response_body());
     }
 }

@@ -127,16 +127,20 @@ checked(r, name) := r if {
 
 # --- applying instructions to the context --------------------------------
 
-apply(ctx, instrs) := object.union(ctx, {
+apply(ctx, instrs) := replace(ctx, {
 	target(ctx): apply_message(object.get(ctx, target(ctx), {}), instrs),
 	"state": apply_state(object.get(ctx, "state", {}), instrs),
 })
+
+# obj with the top-level keys of changes replaced (object.union would merge
+# nested objects, bringing back removed headers and body fields).
+replace(obj, changes) := object.union(object.remove(obj, {k | some k, _ in changes}), changes)
 
 target(ctx) := "response" if ctx.phase == "response"
 
 else := "request"
 
-apply_message(msg, instrs) := object.union(msg, {
+apply_message(msg, instrs) := replace(msg, {
 	"headers": apply_headers(object.get(msg, "headers", {}), instrs),
 	"body": apply_body(object.get(msg, "body", ""), instrs),
 })
@@ -167,7 +171,7 @@ apply_body(body, instrs) := bodies[count(bodies) - 1] if {
 
 apply_state(state, instrs) := state if {
 	not has_state(instrs)
-} else := object.union(state, {k: v |
+} else := replace(state, {k: v |
 	ops := [x | some x in instrs; x.type == "SET_STATE"; is_string(x.key)]
 	some k in {x.key | some x in ops}
 	i := max({j | some j, o in ops; o.key == k})

@@ -52,12 +52,26 @@ fn build_agent() -> anyhow::Result<PathBuf> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(&cargo)
-        .args(["build", "--quiet", "-p", "policy-agent", "--bin", "policy-agent", "--profile", &profile])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "policy-agent",
+            "--bin",
+            "policy-agent",
+            "--profile",
+            &profile,
+        ])
         .arg("--manifest-path")
         .arg(&manifest)
         .stdin(Stdio::null())
         .output()
-        .with_context(|| format!("running `{} build -p policy-agent`", cargo.to_string_lossy()))?;
+        .with_context(|| {
+            format!(
+                "running `{} build -p policy-agent`",
+                cargo.to_string_lossy()
+            )
+        })?;
     if !output.status.success() {
         bail!(
             "`cargo build -p policy-agent --bin policy-agent` failed ({}):\n{}",

@@ -7,6 +7,8 @@
 //! `tests/`.
 
 mod agent_process;
+pub mod envoy;
+pub mod opa;
 mod protocol;
 mod tokens;
 
@@ -14,4 +16,4 @@ pub use agent_process::{AGENT_BIN_ENV, AgentOptions, AgentProcess, agent_binary,
 pub use protocol::{
     ResponseExt, policy, request_context, request_phase, response_context, response_phase,
 };
-pub use tokens::{RsaSigner, b64url, now_seconds, sha256_hex, unsigned_token};
+pub use tokens::{RsaSigner, b64url, hs256_token, now_seconds, sha256_hex, unsigned_token};

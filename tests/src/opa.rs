@@ -5,7 +5,10 @@
 //! [`OpaJob`]s and reads back one [`OpaOutcome`] per job and replay. The
 //! non-deterministic builtin (`rate_limit.take`) is answered in OPA with the
 //! results our engine recorded for the same evaluation, so both engines see
-//! the same builtin results. [`policyctl_compile`] runs the real `policyctl
+//! the same builtin results. The embedded OPA always runs with strict
+//! builtin errors; the driver re-evaluates a query that fails on a builtin
+//! error with OPA's default (non-strict) semantics and says so in
+//! [`OpaOutcome::nonstrict`]. [`policyctl_compile`] runs the real `policyctl
 //! compile`; [`canonical`] and [`json_diff`] compare decision documents;
 //! [`SplitMix64`] generates cases deterministically.
 
@@ -65,7 +68,11 @@ pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => {
             let dir = PathBuf::from(dir);
-            if dir.is_absolute() { dir } else { workspace_root().join(dir) }
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            }
         }
         None => workspace_root().join("target"),
     }
@@ -104,14 +111,20 @@ fn build_policyctl() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// Runs `policyctl compile --config CONFIG [-d DATA]... -o OUT`.
-pub fn policyctl_compile(config: &Path, data: &[PathBuf], out: &Path) -> anyhow::Result<String> {
+/// Runs `policyctl compile --config CONFIG [-d DATA]... [EXTRA]... -o OUT`.
+pub fn policyctl_compile(
+    config: &Path,
+    data: &[PathBuf],
+    extra: &[&str],
+    out: &Path,
+) -> anyhow::Result<String> {
     let bin = policyctl_binary()?;
     let mut cmd = Command::new(&bin);
     cmd.arg("compile").arg("--config").arg(config);
     for d in data {
         cmd.arg("-d").arg(d);
     }
+    cmd.args(extra);
     let output = cmd
         .arg("-o")
         .arg(out)
@@ -144,7 +157,8 @@ pub fn rego_modules(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
                 walk(root, &path, out)?;
             } else if path.extension().is_some_and(|e| e == "rego") {
                 let rel = path.strip_prefix(root)?.to_string_lossy().into_owned();
-                let source = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                let source = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
                 out.push((rel, source));
             }
         }
@@ -202,16 +216,24 @@ pub struct OpaOutcome {
     pub calls: Vec<Value>,
     /// Calls the replay had no (more) recorded result for.
     pub unmatched: Vec<Value>,
+    /// Builtins whose errors were made undefined (OPA's default non-strict
+    /// semantics) because the embedded OPA runs with strict builtin errors.
+    pub nonstrict: Vec<String>,
 }
 
 /// Runs `tests/opa/differential.py` on `bundles` (directories loaded as
 /// OPA loads them) with `jobs`; the outcomes by job id, one per replay.
-pub fn run_opa(bundles: &[&Path], jobs: &[OpaJob], scratch: &Path) -> anyhow::Result<HashMap<String, Vec<OpaOutcome>>> {
+pub fn run_opa(
+    bundles: &[&Path],
+    jobs: &[OpaJob],
+    scratch: &Path,
+) -> anyhow::Result<HashMap<String, Vec<OpaOutcome>>> {
     require_opa()?;
     let jobs_path = scratch.join("opa-jobs.jsonl");
     {
         let mut f = std::io::BufWriter::new(
-            std::fs::File::create(&jobs_path).with_context(|| format!("creating {}", jobs_path.display()))?,
+            std::fs::File::create(&jobs_path)
+                .with_context(|| format!("creating {}", jobs_path.display()))?,
         );
         for job in jobs {
             let replays: Vec<Value> = job
@@ -254,12 +276,20 @@ pub fn run_opa(bundles: &[&Path], jobs: &[OpaJob], scratch: &Path) -> anyhow::Re
         } else {
             String::new()
         };
-        bail!("{} failed ({}):\n{stderr}{hint}", driver.display(), output.status);
+        bail!(
+            "{} failed ({}):\n{stderr}{hint}",
+            driver.display(),
+            output.status
+        );
     }
     let mut results = HashMap::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let v: Value = serde_json::from_str(line).with_context(|| format!("driver output line `{line}`"))?;
-        let id = v["id"].as_str().context("driver output without id")?.to_string();
+        let v: Value =
+            serde_json::from_str(line).with_context(|| format!("driver output line `{line}`"))?;
+        let id = v["id"]
+            .as_str()
+            .context("driver output without id")?
+            .to_string();
         let outcomes = v["outcomes"]
             .as_array()
             .context("driver output without outcomes")?
@@ -291,13 +321,30 @@ fn parse_outcome(v: &Value) -> anyhow::Result<OpaOutcome> {
         outcome,
         calls: list("calls"),
         unmatched: list("unmatched"),
+        nonstrict: list("nonstrict")
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect(),
     })
 }
 
-/// `v` with integral numbers written as integers (`2.0` → `2`): Rego has one
-/// number type, so `2` and `2.0` are the same value in both engines.
+/// Values nested deeper than this are compared as a marker; the OPA driver
+/// writes OPA's decisions the same way (`MAX_DEPTH` in `differential.py`),
+/// since serde_json cannot read JSON nested deeper than 128 levels.
+pub const MAX_DEPTH: usize = 100;
+
+/// `v` in the form both engines' decisions are compared in: integral numbers
+/// as integers (`2.0` → `2`; Rego has one number type), and arrays or
+/// objects at depth [`MAX_DEPTH`] replaced by a marker.
 pub fn canonical(v: &Value) -> Value {
+    canonical_at(v, 0)
+}
+
+fn canonical_at(v: &Value, depth: usize) -> Value {
     match v {
+        Value::Array(_) | Value::Object(_) if depth >= MAX_DEPTH => {
+            json!(format!("<nested deeper than {MAX_DEPTH} levels>"))
+        }
         Value::Number(n) if n.as_i64().is_none() && n.as_u64().is_none() => match n.as_f64() {
             Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
                 // Integral and below 2^53: the conversion is exact.
@@ -305,8 +352,12 @@ pub fn canonical(v: &Value) -> Value {
             }
             _ => v.clone(),
         },
-        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), canonical(x))).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(|x| canonical_at(x, depth + 1)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (k.clone(), canonical_at(x, depth + 1)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -388,8 +439,14 @@ mod tests {
     fn canonical_numbers_and_diff() -> anyhow::Result<()> {
         let a = canonical(&serde_json::from_str(r#"{"a": 2.0, "b": [1.5, 3]}"#)?);
         assert_eq!(a, json!({"a": 2, "b": [1.5, 3]}));
-        let d = json_diff(&json!({"a": 1, "b": [1, 2]}), &json!({"a": 2, "b": [1, 2], "c": null}));
-        assert_eq!(d, vec!["$.a: ours 1, OPA 2", "$.c: ours <absent>, OPA null"]);
+        let d = json_diff(
+            &json!({"a": 1, "b": [1, 2]}),
+            &json!({"a": 2, "b": [1, 2], "c": null}),
+        );
+        assert_eq!(
+            d,
+            vec!["$.a: ours 1, OPA 2", "$.c: ours <absent>, OPA null"]
+        );
         Ok(())
     }
 

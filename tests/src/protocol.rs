@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use policy_proto::agent::instruction::Payload;
 use policy_proto::agent::{
-    ImmediateResponse, InstructionType, Policy, PolicyPhase, PolicyRequest, PolicyResponse, RequestContext,
-    ResponseContext, StatusCode,
+    ImmediateResponse, InstructionType, Policy, PolicyPhase, PolicyRequest, PolicyResponse,
+    RequestContext, ResponseContext, StatusCode,
 };
 
 /// A chain entry: `name` with metadata given as protocol strings (JSON for
@@ -23,7 +23,12 @@ pub fn policy(name: &str, metadata: &[(&str, &str)]) -> Policy {
 }
 
 /// A request context for `method path` from `client_ip` with `headers`.
-pub fn request_context(method: &str, path: &str, client_ip: &str, headers: &[(&str, &str)]) -> RequestContext {
+pub fn request_context(
+    method: &str,
+    path: &str,
+    client_ip: &str,
+    headers: &[(&str, &str)],
+) -> RequestContext {
     RequestContext {
         headers: headers
             .iter()
@@ -80,7 +85,11 @@ pub fn response_phase(
 }
 
 /// A response context with `status_code`, `headers` and `body`.
-pub fn response_context(status_code: i32, headers: &[(&str, &str)], body: &[u8]) -> ResponseContext {
+pub fn response_context(
+    status_code: i32,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> ResponseContext {
     ResponseContext {
         headers: headers
             .iter()
@@ -105,6 +114,8 @@ pub trait ResponseExt {
     fn set_bodies(&self) -> Vec<&[u8]>;
     /// The instruction types, in order.
     fn instruction_types(&self) -> Vec<InstructionType>;
+    /// The response metadata value of `key`.
+    fn meta(&self, key: &str) -> Option<&str>;
     /// The returned chain state (`{}` when empty).
     fn state(&self) -> serde_json::Value;
     /// The outcomes as (policy, code, message).
@@ -113,11 +124,17 @@ pub trait ResponseExt {
 
 impl ResponseExt for PolicyResponse {
     fn code(&self) -> StatusCode {
-        self.status.as_ref().map(|s| s.code()).unwrap_or(StatusCode::Ok)
+        self.status
+            .as_ref()
+            .map(|s| s.code())
+            .unwrap_or(StatusCode::Ok)
     }
 
     fn policy_name(&self) -> &str {
-        self.status.as_ref().map(|s| s.policy_name.as_str()).unwrap_or("")
+        self.status
+            .as_ref()
+            .map(|s| s.policy_name.as_str())
+            .unwrap_or("")
     }
 
     fn immediate(&self) -> Option<&ImmediateResponse> {
@@ -159,6 +176,10 @@ impl ResponseExt for PolicyResponse {
 
     fn instruction_types(&self) -> Vec<InstructionType> {
         self.instructions.iter().map(|i| i.r#type()).collect()
+    }
+
+    fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).map(String::as_str)
     }
 
     fn state(&self) -> serde_json::Value {

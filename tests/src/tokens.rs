@@ -28,7 +28,8 @@ pub struct RsaSigner {
 impl RsaSigner {
     /// A fresh 2048-bit key.
     pub fn generate() -> anyhow::Result<Self> {
-        let key = KeyPair::generate(KeySize::Rsa2048).map_err(|e| anyhow::anyhow!("generating an RSA key: {e}"))?;
+        let key = KeyPair::generate(KeySize::Rsa2048)
+            .map_err(|e| anyhow::anyhow!("generating an RSA key: {e}"))?;
         Ok(Self {
             key,
             rng: SystemRandom::new(),
@@ -59,7 +60,11 @@ impl RsaSigner {
 
     /// A compact JWS of `claims` with `header`, signed RS256 whatever the
     /// header says.
-    pub fn sign_with_header(&self, header: &serde_json::Value, claims: &serde_json::Value) -> anyhow::Result<String> {
+    pub fn sign_with_header(
+        &self,
+        header: &serde_json::Value,
+        claims: &serde_json::Value,
+    ) -> anyhow::Result<String> {
         let signing_input = format!(
             "{}.{}",
             b64url(&serde_json::to_vec(header)?),
@@ -67,17 +72,39 @@ impl RsaSigner {
         );
         let mut signature = vec![0; self.key.public_modulus_len()];
         self.key
-            .sign(&RSA_PKCS1_SHA256, &self.rng, signing_input.as_bytes(), &mut signature)
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &self.rng,
+                signing_input.as_bytes(),
+                &mut signature,
+            )
             .map_err(|e| anyhow::anyhow!("signing: {e}"))?;
         Ok(format!("{signing_input}.{}", b64url(&signature)))
     }
+}
+
+/// A compact JWS of `claims` with header `{"alg":"HS256","typ":"JWT"}`,
+/// MACed with `secret` (for algorithm-confusion cases).
+pub fn hs256_token(secret: &[u8], claims: &serde_json::Value) -> anyhow::Result<String> {
+    let signing_input = format!(
+        "{}.{}",
+        b64url(&serde_json::to_vec(
+            &serde_json::json!({"alg": "HS256", "typ": "JWT"})
+        )?),
+        b64url(&serde_json::to_vec(claims)?)
+    );
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    let tag = aws_lc_rs::hmac::sign(&key, signing_input.as_bytes());
+    Ok(format!("{signing_input}.{}", b64url(tag.as_ref())))
 }
 
 /// An unsecured JWT (`alg: none`, empty signature) of `claims`.
 pub fn unsigned_token(claims: &serde_json::Value) -> anyhow::Result<String> {
     Ok(format!(
         "{}.{}.",
-        b64url(&serde_json::to_vec(&serde_json::json!({"alg": "none", "typ": "JWT"}))?),
+        b64url(&serde_json::to_vec(
+            &serde_json::json!({"alg": "none", "typ": "JWT"})
+        )?),
         b64url(&serde_json::to_vec(claims)?)
     ))
 }

@@ -12,6 +12,7 @@ pub struct Run {
 }
 
 /// Runs `policyctl args...` in the crate directory.
+#[allow(dead_code, reason = "not every test file runs in the crate directory")]
 pub fn policyctl(args: &[&str]) -> Run {
     policyctl_in(env!("CARGO_MANIFEST_DIR"), args)
 }

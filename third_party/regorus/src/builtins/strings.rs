@@ -138,7 +138,26 @@ fn lower(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Re
     let name = "lower";
     ensure_args_count(span, name, params, args, 1)?;
     let s = ensure_string(name, &params[0], &args[0])?;
-    Ok(Value::String(s.to_lowercase().into()))
+    Ok(Value::String(go_to_lower(&s).into()))
+}
+
+/// policy-engine patch: Go's `strings.ToLower` (and so OPA's `lower`) maps
+/// each character on its own with Unicode's simple case mapping: `İ` (U+0130)
+/// becomes `i`, and a final `Σ` becomes `σ`. Rust's `str::to_lowercase` uses
+/// the full mapping (`i̇`) and the final-sigma rule (`ς`).
+fn go_to_lower(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '\u{130}' {
+            out.push('i');
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
 }
 
 fn replace(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {

@@ -1,0 +1,234 @@
+//! The kernel's Prometheus metrics, exactly the names of spec §7.1:
+//! `policy_kernel_requests_total{route, agent, status}`,
+//! `policy_kernel_request_duration_seconds{route, agent}`,
+//! `policy_kernel_agent_health{agent}`,
+//! `policy_kernel_agent_timeouts_total{agent}`,
+//! `policy_kernel_config_reload_total{status}`.
+//!
+//! Label values are bounded: `route` is a configured route name (or
+//! `default` / `none`), never a name taken from a request.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::decision::Outcome;
+
+/// `route`, `agent` and `status` of one evaluated phase.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    agent: String,
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteAgentLabels {
+    route: String,
+    agent: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentLabels {
+    agent: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+fn duration_histogram() -> Histogram {
+    // 50 µs … ~1.6 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// The registry and its metric families.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteAgentLabels, Histogram, fn() -> Histogram>,
+    agent_health: Family<AgentLabels, Gauge>,
+    agent_timeouts: Family<AgentLabels, Counter>,
+    reloads: Family<StatusLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every kernel metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let durations =
+            Family::<RouteAgentLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram as fn() -> Histogram,
+            );
+        let agent_health = Family::<AgentLabels, Gauge>::default();
+        let agent_timeouts = Family::<AgentLabels, Counter>::default();
+        let reloads = Family::<StatusLabels, Counter>::default();
+        // prometheus-client appends `_total` to counters and `_seconds` to
+        // histograms registered with a unit.
+        registry.register(
+            "policy_kernel_requests",
+            "Evaluated phases by route, agent and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "policy_kernel_request_duration_seconds",
+            "Time to decide one phase (agent call, retries included)",
+            durations.clone(),
+        );
+        registry.register(
+            "policy_kernel_agent_health",
+            "Agent health (0 unhealthy, 1 healthy)",
+            agent_health.clone(),
+        );
+        registry.register(
+            "policy_kernel_agent_timeouts",
+            "Agent calls that timed out",
+            agent_timeouts.clone(),
+        );
+        registry.register(
+            "policy_kernel_config_reload",
+            "Configuration reloads by result",
+            reloads.clone(),
+        );
+        for status in ["success", "failure"] {
+            let _ = reloads.get_or_create(&StatusLabels {
+                status: status.into(),
+            });
+        }
+        Self {
+            registry,
+            requests,
+            durations,
+            agent_health,
+            agent_timeouts,
+            reloads,
+        }
+    }
+
+    /// Records one evaluated phase.
+    pub fn record(&self, route: &str, agent: &str, outcome: Outcome, took: Option<Duration>) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.into(),
+                agent: agent.into(),
+                status: outcome.code().into(),
+            })
+            .inc();
+        if let Some(took) = took {
+            self.durations
+                .get_or_create(&RouteAgentLabels {
+                    route: route.into(),
+                    agent: agent.into(),
+                })
+                .observe(took.as_secs_f64());
+        }
+        if outcome == Outcome::AgentTimeout {
+            self.agent_timeouts
+                .get_or_create(&AgentLabels {
+                    agent: agent.into(),
+                })
+                .inc();
+        }
+    }
+
+    /// Sets an agent's health gauge (and shows its timeout counter, at 0
+    /// until the first timeout).
+    pub fn set_agent_health(&self, agent: &str, healthy: bool) {
+        let labels = AgentLabels {
+            agent: agent.into(),
+        };
+        self.agent_health
+            .get_or_create(&labels)
+            .set(i64::from(healthy));
+        let _ = self.agent_timeouts.get_or_create(&labels);
+    }
+
+    /// Forgets an agent that left the configuration.
+    pub fn remove_agent(&self, agent: &str) {
+        let labels = AgentLabels {
+            agent: agent.into(),
+        };
+        self.agent_health.remove(&labels);
+        self.agent_timeouts.remove(&labels);
+    }
+
+    /// Counts a reload (`success` or `failure`).
+    pub fn reload(&self, success: bool) {
+        let status = if success { "success" } else { "failure" };
+        self.reloads
+            .get_or_create(&StatusLabels {
+                status: status.into(),
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition (Prometheus scrapes it as is).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            // Writing to a String cannot fail; keep whatever was written.
+            tracing::warn!("metrics encoding failed");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_the_spec_names() {
+        let m = Metrics::new();
+        m.record(
+            "/api/v1/users",
+            "default-agent",
+            Outcome::Allowed,
+            Some(Duration::from_micros(300)),
+        );
+        m.record(
+            "/api/v1/users",
+            "default-agent",
+            Outcome::AgentTimeout,
+            None,
+        );
+        m.set_agent_health("default-agent", true);
+        m.reload(false);
+        let text = m.encode();
+        for needle in [
+            "policy_kernel_requests_total{route=\"/api/v1/users\",agent=\"default-agent\",status=\"allowed\"} 1",
+            "policy_kernel_requests_total{route=\"/api/v1/users\",agent=\"default-agent\",status=\"agent_timeout\"} 1",
+            "policy_kernel_request_duration_seconds_bucket{",
+            "policy_kernel_request_duration_seconds_count{route=\"/api/v1/users\",agent=\"default-agent\"} 1",
+            "policy_kernel_agent_health{agent=\"default-agent\"} 1",
+            "policy_kernel_agent_timeouts_total{agent=\"default-agent\"} 1",
+            "policy_kernel_config_reload_total{status=\"failure\"} 1",
+            "policy_kernel_config_reload_total{status=\"success\"} 0",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        m.set_agent_health("other", false);
+        assert!(
+            m.encode()
+                .contains("policy_kernel_agent_timeouts_total{agent=\"other\"} 0")
+        );
+        m.remove_agent("default-agent");
+        assert!(
+            !m.encode()
+                .contains("policy_kernel_agent_health{agent=\"default-agent\"}")
+        );
+    }
+}
