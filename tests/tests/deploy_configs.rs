@@ -265,18 +265,14 @@ fn kernel_and_agent_configs_load_and_agree() -> anyhow::Result<()> {
                     agent.name
                 )
             })?;
-        // The same text in both files. (The agent resolves a relative path
-        // against its config's directory, the kernel against its working
-        // directory; `policyctl up` gives the agent an absolute `--socket`.)
-        let raw_agent = repo::read_yaml_doc(&dir.join("agent-config.yaml"))?;
-        let agent_socket = raw_agent["agent_core"]["socket_path"]
-            .as_str()
-            .unwrap_or_default();
+        // Both resolve a relative socket path against their config file's
+        // directory, so the two configs must name the same socket.
         ensure!(
-            entry.socket_path == Path::new(agent_socket),
-            "{}: kernel dials {} but the agent listens on {agent_socket}",
+            entry.socket_path == agent.socket_path,
+            "{}: kernel dials {} but the agent listens on {}",
             repo::rel(&dir),
             entry.socket_path.display(),
+            agent.socket_path.display(),
         );
         ensure!(
             !agent.data.is_empty(),
