@@ -125,9 +125,8 @@ pub async fn wait_http_ok(
         if let Some(c) = child.as_deref_mut() {
             c.check_running()?;
         }
-        match http_get(addr, path, &[]).await {
-            Ok((200, _)) => return Ok(()),
-            _ => {}
+        if let Ok((200, _)) = http_get(addr, path, &[]).await {
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!(
