@@ -166,6 +166,30 @@ impl Agent {
         }
     }
 
+    /// Compiles the chain of `policies` for `phase` ahead of traffic.
+    pub fn prepare(
+        &self,
+        phase: i32,
+        policies: &[policy_proto::agent::Policy],
+    ) -> Result<(), EvalError> {
+        let set = self.policies();
+        let phase = match PolicyPhase::try_from(phase) {
+            Ok(PolicyPhase::Request) => Phase::Request,
+            Ok(PolicyPhase::Response) => Phase::Response,
+            Err(_) => {
+                return Err(EvalError::InvalidRequest(format!(
+                    "unknown phase `{phase}`"
+                )));
+            }
+        };
+        let req = PolicyRequest {
+            policies: policies.to_vec(),
+            phase: phase_number(phase),
+            ..Default::default()
+        };
+        self.chain(&set, &req, phase).map(|_| ())
+    }
+
     fn run(
         &self,
         set: &PolicySet,
@@ -238,6 +262,13 @@ impl Agent {
             ));
         }
         set.compile(key, &ChainSpec { phase, steps })
+    }
+}
+
+fn phase_number(phase: Phase) -> i32 {
+    match phase {
+        Phase::Request => PolicyPhase::Request as i32,
+        Phase::Response => PolicyPhase::Response as i32,
     }
 }
 

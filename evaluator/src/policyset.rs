@@ -75,6 +75,9 @@ pub struct PolicySet {
     pub(crate) data: Value,
     pub(crate) builtins: NativeBuiltins,
     chains: RwLock<HashMap<u64, Arc<CompiledChain>>>,
+    /// Held while a chain compiles, so concurrent first requests for the
+    /// same chain compile it once.
+    compiling: parking_lot::Mutex<()>,
     pub(crate) stats: Arc<EngineStats>,
     revision: String,
 }
@@ -117,6 +120,7 @@ impl PolicySet {
             data,
             builtins,
             chains: RwLock::new(HashMap::new()),
+            compiling: parking_lot::Mutex::new(()),
             stats,
             revision: revision.to_string(),
         })
@@ -158,6 +162,7 @@ impl PolicySet {
             data,
             builtins,
             chains: RwLock::new(HashMap::new()),
+            compiling: parking_lot::Mutex::new(()),
             stats,
             revision: String::new(),
         })
@@ -207,6 +212,7 @@ impl PolicySet {
     pub fn compile(&self, key: u64, spec: &ChainSpec) -> Result<Arc<CompiledChain>, EvalError> {
         // Content ids keep the top bit clear; raw request keys set it.
         let id = spec.fingerprint() & !(1 << 63);
+        let _compiling = self.compiling.lock();
         if let Some(c) = self.cached(id) {
             self.chains.write().insert(key, c.clone());
             return Ok(c);

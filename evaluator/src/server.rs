@@ -8,7 +8,7 @@ use policy_proto::agent::health_response::ServingStatus;
 use policy_proto::agent::policy_agent_server::{PolicyAgent, PolicyAgentServer};
 use policy_proto::agent::{
     GetAgentConfigRequest, GetAgentConfigResponse, HealthRequest, HealthResponse, PolicyRequest,
-    PolicyResponse,
+    PolicyResponse, PrepareChainsRequest, PrepareChainsResponse,
 };
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
@@ -59,6 +59,28 @@ impl PolicyAgent for AgentService {
             "chain evaluated"
         );
         Ok(Response::new(exec.response))
+    }
+
+    async fn prepare_chains(
+        &self,
+        request: Request<PrepareChainsRequest>,
+    ) -> Result<Response<PrepareChainsResponse>, Status> {
+        let agent = self.agent.clone();
+        let chains = request.into_inner().chains;
+        // Compiling is CPU work of milliseconds per chain: off the async workers.
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut out = PrepareChainsResponse::default();
+            for c in &chains {
+                match agent.prepare(c.phase, &c.policies) {
+                    Ok(()) => out.prepared += 1,
+                    Err(e) => out.errors.push(e.to_string()),
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| Status::internal(format!("preparing chains: {e}")))?;
+        Ok(Response::new(answer))
     }
 
     async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthResponse>, Status> {

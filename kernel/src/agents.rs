@@ -17,7 +17,8 @@ use parking_lot::Mutex;
 use policy_proto::agent::health_response::ServingStatus;
 use policy_proto::agent::policy_agent_client::PolicyAgentClient;
 use policy_proto::agent::{
-    GetAgentConfigRequest, HealthRequest, PolicyInfo, PolicyPhase, PolicyRequest, PolicyResponse,
+    ChainToPrepare, GetAgentConfigRequest, HealthRequest, PolicyInfo, PolicyPhase, PolicyRequest,
+    PolicyResponse, PrepareChainsRequest,
 };
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::AbortHandle;
@@ -277,6 +278,32 @@ impl AgentHandle {
         rediscovered
     }
 
+    /// Asks the agent to compile `chains` ahead of traffic. Failures are
+    /// logged, never fatal: a chain that is not prepared compiles on first use.
+    pub async fn prepare_chains(&self, chains: Vec<ChainToPrepare>) {
+        if chains.is_empty() {
+            return;
+        }
+        let count = chains.len();
+        let mut client = self.client.clone();
+        let call = client.prepare_chains(PrepareChainsRequest { chains });
+        match tokio::time::timeout(PREPARE_TIMEOUT, call).await {
+            Ok(Ok(r)) => {
+                let r = r.into_inner();
+                for e in &r.errors {
+                    tracing::warn!(agent = %self.entry.name, error = %e, "agent could not prepare a chain");
+                }
+                tracing::debug!(agent = %self.entry.name, prepared = r.prepared, of = count, "chains prepared");
+            }
+            Ok(Err(status)) => {
+                tracing::warn!(agent = %self.entry.name, error = %status.message(), "preparing chains failed");
+            }
+            Err(_) => {
+                tracing::warn!(agent = %self.entry.name, "preparing chains timed out");
+            }
+        }
+    }
+
     /// Runs a chain: at most `retry.max_attempts` attempts, each bounded by
     /// `timeout_ms`, the next one only after a connection error.
     pub async fn execute(&self, mut req: PolicyRequest) -> Result<PolicyResponse, CallError> {
@@ -309,6 +336,9 @@ impl AgentHandle {
         }
     }
 }
+
+/// Longest wait for an agent to compile a configuration's chains.
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Keeps an agent's health fresh until the handle is dropped (the first
 /// check was made by [`AgentRegistry::prepare`]). Names of agents that were

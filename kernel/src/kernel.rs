@@ -187,6 +187,7 @@ impl Kernel {
         let snapshot = Snapshot::try_new(config, handles.clone(), 1)?;
         registry.commit(&handles);
         snapshot.log_invalid_routes(None);
+        snapshot.warm_up(None).await;
         let state = Arc::new(State {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
@@ -246,7 +247,10 @@ impl Kernel {
         let log_state = state.clone();
         tasks.spawn(async move {
             while let Some(agent) = discovered.recv().await {
-                log_state.snapshot.load().log_invalid_routes(Some(&agent));
+                let snapshot = log_state.snapshot.load_full();
+                snapshot.log_invalid_routes(Some(&agent));
+                // A (re)started agent has none of our chains compiled yet.
+                snapshot.warm_up(Some(&agent)).await;
             }
         });
 

@@ -86,6 +86,8 @@ async fn try_reload(state: &State) -> Result<u64, ReloadError> {
     let version = current.version + 1;
     let snapshot = Snapshot::try_new(config, handles.clone(), version)?;
     snapshot.log_invalid_routes(None);
+    // Chains of the new config compile before it takes traffic.
+    snapshot.warm_up(None).await;
     state.snapshot.store(Arc::new(snapshot));
     state.registry.commit(&handles);
     Ok(version)

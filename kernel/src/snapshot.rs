@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use policy_proto::agent::{Policy, PolicyPhase};
+use policy_proto::agent::{ChainToPrepare, Policy, PolicyPhase};
 use serde::Serialize;
 
 use crate::agents::AgentHandle;
@@ -151,6 +151,36 @@ impl Snapshot {
             default,
             agents: agents.into_iter().collect(),
         })
+    }
+
+    /// Has each agent (or only `agent`) compile the chains it will run, so
+    /// the first requests after a start, a reload or an agent restart do not
+    /// pay for compiling within their deadline.
+    pub async fn warm_up(&self, agent: Option<&str>) {
+        let mut by_agent: BTreeMap<&str, (Arc<AgentHandle>, Vec<ChainToPrepare>)> = BTreeMap::new();
+        for plan in self.routes.values().chain(self.default.iter()) {
+            let name = plan.agent.name();
+            if agent.is_some_and(|a| a != name) {
+                continue;
+            }
+            let entry = by_agent
+                .entry(name)
+                .or_insert_with(|| (plan.agent.clone(), Vec::new()));
+            for (phase, policies) in [
+                (PolicyPhase::Request, &plan.request),
+                (PolicyPhase::Response, &plan.response),
+            ] {
+                if !policies.is_empty() {
+                    entry.1.push(ChainToPrepare {
+                        phase: phase as i32,
+                        policies: policies.clone(),
+                    });
+                }
+            }
+        }
+        for (_, (handle, chains)) in by_agent {
+            handle.prepare_chains(chains).await;
+        }
     }
 
     /// The plan for `route`: its own, else the default policy's, else none.

@@ -10,6 +10,7 @@ mod agent_process;
 pub mod envoy;
 pub mod opa;
 mod protocol;
+pub mod stack;
 mod tokens;
 
 pub use agent_process::{AGENT_BIN_ENV, AgentOptions, AgentProcess, agent_binary, connect_uds};

@@ -13,7 +13,7 @@ use policy_proto::agent::health_response::ServingStatus;
 use policy_proto::agent::policy_agent_server::{PolicyAgent, PolicyAgentServer};
 use policy_proto::agent::{
     GetAgentConfigRequest, GetAgentConfigResponse, HealthRequest, HealthResponse, PolicyInfo,
-    PolicyPhase, PolicyRequest, PolicyResponse,
+    PolicyPhase, PolicyRequest, PolicyResponse, PrepareChainsRequest, PrepareChainsResponse,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -185,6 +185,17 @@ impl PolicyAgent for FakeAgent {
             calls.len() - 1
         };
         (self.respond)(req, index).await.map(tonic::Response::new)
+    }
+
+    async fn prepare_chains(
+        &self,
+        request: tonic::Request<PrepareChainsRequest>,
+    ) -> Result<tonic::Response<PrepareChainsResponse>, tonic::Status> {
+        let prepared = u32::try_from(request.into_inner().chains.len()).unwrap_or(u32::MAX);
+        Ok(tonic::Response::new(PrepareChainsResponse {
+            prepared,
+            errors: Vec::new(),
+        }))
     }
 
     async fn health(
