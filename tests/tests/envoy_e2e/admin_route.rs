@@ -20,6 +20,11 @@ fn claims(sub: &str, roles: &[&str], exp_offset_seconds: i64) -> Value {
     })
 }
 
+fn with(mut claims: Value, key: &str, value: Value) -> Value {
+    claims[key] = value;
+    claims
+}
+
 fn admin_get(id: &str, authorization: Option<&str>) -> HttpRequest {
     HttpRequest::get(&format!("{ADMIN_ROUTE}/settings"))
         .header("x-test-id", id)
@@ -53,6 +58,24 @@ async fn admin_route_requires_a_valid_admin_jwt() -> anyhow::Result<()> {
                 600,
             ))?)),
             "invalid signature",
+        ),
+        (
+            "wrong issuer",
+            Some(bearer(signer.sign(&with(
+                claims("alice", &["admin"], 600),
+                "iss",
+                json!("https://evil.example.com"),
+            ))?)),
+            "issuer mismatch",
+        ),
+        (
+            "wrong audience",
+            Some(bearer(signer.sign(&with(
+                claims("alice", &["admin"], 600),
+                "aud",
+                json!("another-service"),
+            ))?)),
+            "audience mismatch",
         ),
         (
             "alg none",
