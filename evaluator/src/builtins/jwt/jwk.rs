@@ -8,7 +8,7 @@
 use num_bigint::BigUint;
 
 use super::json::{self, Json};
-use super::sig::{self, Curve};
+use super::sig::{self, Curve, RsaKey};
 use super::{KeyMaterial, TOKEN_ALGORITHMS, VerificationKey, b64, x509};
 
 /// Algorithm names `jwx` accepts in a JWK's `alg` member.
@@ -213,7 +213,7 @@ fn parse_key(j: &Json) -> Result<VerificationKey, String> {
             if private && (get("p").is_none() || get("q").is_none()) {
                 return Err("failed to export jwk.Key to raw format".into());
             }
-            KeyMaterial::Rsa { n, e }
+            KeyMaterial::Rsa(Box::new(RsaKey::new(n, e)))
         }
         Kty::Ec => {
             let crv = crv.ok_or("required field crv is missing")?;

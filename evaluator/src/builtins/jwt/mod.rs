@@ -8,8 +8,12 @@
 //!
 //! Keys are read as OPA does (Go's `encoding/pem` and `crypto/x509` for PEM
 //! certificates and public keys, `jwx` v3 for JWKs and JWK Sets) and
-//! signatures checked with Go's rules (see `sig`). Known differences, all
-//! on unusual input:
+//! signatures checked with Go's rules (see `sig`: RSA goes through
+//! `aws-lc-rs` where its answer is Go's, else through a reference
+//! implementation). Parsed key texts and signature check outcomes are kept
+//! in bounded caches (see `cache`); both are pure functions of their
+//! inputs, so a cached answer is the one a fresh call gives. Known
+//! differences, all on unusual input:
 //! - P-224 keys (PEM or certificate only) parse but never verify;
 //! - header/payload JSON nested deeper than 128 levels, or holding a number
 //!   beyond the float64 range (`1e400`), is an error (OPA accepts both);
@@ -21,6 +25,7 @@
 //!   call (OPA once per query).
 
 mod b64;
+mod cache;
 mod json;
 mod jwk;
 mod sig;
@@ -33,10 +38,9 @@ mod tests;
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use num_bigint::BigUint;
 use regorus::Value;
 
-use self::sig::{Curve, Hash};
+use self::sig::{Curve, Hash, RsaKey};
 use self::verify::decode_verify;
 use super::{BuiltinError, arg_str};
 
@@ -118,12 +122,9 @@ fn now_ns() -> f64 {
 }
 
 /// A public (or secret) key usable for verification.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum KeyMaterial {
-    Rsa {
-        n: BigUint,
-        e: BigUint,
-    },
+    Rsa(Box<RsaKey>),
     /// An uncompressed point on `curve`.
     Ec {
         curve: Curve,
@@ -138,7 +139,7 @@ enum KeyMaterial {
 
 /// A key from a certificate, PEM public key or JWK, with the JWK's `alg`
 /// and `kid` (empty when absent).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct VerificationKey {
     material: KeyMaterial,
     /// From a private JWK: OPA's `verify_*` builtins reject these, while
@@ -350,22 +351,27 @@ fn verify_with_keys(
     let err = |e: String| invalid(name, e);
     let jwt = arg_str(name, args, 0)?;
     let token = Token::split(jwt.as_bytes()).map_err(err)?;
-    let keys = keys_from_cert_or_jwk(arg_str(name, args, 1)?).map_err(err)?;
-    let signature = token.signature_bytes().map_err(err)?;
-    let header = Header::parse(&token.decoded_header().map_err(err)?).map_err(err)?;
-    let input = token.signing_input();
-    let check = |key: &VerificationKey| verify_method(method, key, &input, &signature);
+    let set = cache::key_set(arg_str(name, args, 1)?);
+    let keys = set.keys.as_ref().map_err(|e| err(e.clone()))?;
+    // The rest is a function of the token and the keys alone.
+    let valid = cache::checked(name, &set, &[jwt.as_bytes()], || {
+        let signature = token.signature_bytes()?;
+        let header = Header::parse(&token.decoded_header()?)?;
+        let input = token.signing_input();
+        let check = |key: &VerificationKey| verify_method(method, key, &input, &signature);
 
-    // A key whose `kid` matches the token's is the only one tried.
-    if !header.kid.is_empty()
-        && let Some(key) = keys.iter().find(|k| k.kid == header.kid)
-    {
-        return Ok(Value::Bool(check(key)));
-    }
-    let valid = keys
-        .iter()
-        .filter(|k| k.alg.is_empty() || k.alg == header.alg)
-        .any(check);
+        // A key whose `kid` matches the token's is the only one tried.
+        if !header.kid.is_empty()
+            && let Some(key) = keys.iter().find(|k| k.kid == header.kid)
+        {
+            return Ok(check(key));
+        }
+        Ok(keys
+            .iter()
+            .filter(|k| k.alg.is_empty() || k.alg == header.alg)
+            .any(check))
+    })
+    .map_err(err)?;
     Ok(Value::Bool(valid))
 }
 
@@ -376,12 +382,8 @@ fn verify_method(method: Method, key: &VerificationKey, input: &[u8], signature:
         return false;
     }
     match (method, &key.material) {
-        (Method::Rsa(h), KeyMaterial::Rsa { n, e }) => {
-            sig::rsa_pkcs1_verify(n, e, h, input, signature)
-        }
-        (Method::Pss(h), KeyMaterial::Rsa { n, e }) => {
-            sig::rsa_pss_verify(n, e, h, input, signature, None)
-        }
+        (Method::Rsa(h), KeyMaterial::Rsa(key)) => key.verify_pkcs1(h, input, signature),
+        (Method::Pss(h), KeyMaterial::Rsa(key)) => key.verify_pss(h, input, signature, None),
         (Method::Ecdsa(h), KeyMaterial::Ec { curve, point }) => {
             let (r, s) = signature.split_at(signature.len() / 2);
             sig::ecdsa_verify(*curve, point, h, input, r, s)
@@ -408,11 +410,9 @@ fn verify_jws(alg: &str, key: &KeyMaterial, input: &[u8], signature: &[u8]) -> b
         (Some("HS"), KeyMaterial::Oct(secret)) => {
             !secret.is_empty() && sig::hmac_verify(hash, secret, input, signature)
         }
-        (Some("RS"), KeyMaterial::Rsa { n, e }) => {
-            sig::rsa_pkcs1_verify(n, e, hash, input, signature)
-        }
-        (Some("PS"), KeyMaterial::Rsa { n, e }) => {
-            sig::rsa_pss_verify(n, e, hash, input, signature, Some(hash.len()))
+        (Some("RS"), KeyMaterial::Rsa(key)) => key.verify_pkcs1(hash, input, signature),
+        (Some("PS"), KeyMaterial::Rsa(key)) => {
+            key.verify_pss(hash, input, signature, Some(hash.len()))
         }
         (Some("ES"), KeyMaterial::Ec { curve, point }) => {
             let size = curve.size();

@@ -1,16 +1,21 @@
 //! Signature primitives with the acceptance rules of Go's `crypto` packages
 //! (OPA's verifiers).
 //!
-//! ECDSA, Ed25519 and point validation use `aws-lc-rs`. RSA is checked here
-//! on `num-bigint` because Go's rules differ from those of `aws-lc-rs`: keys
-//! of 1024 bits and more (no upper bound), and RSA-PSS with the salt length
-//! either fixed to the hash size (`decode_verify`) or detected from the
-//! signature (`verify_ps*`). PKCS #1 v1.5 compares the whole recovered
+//! ECDSA, Ed25519 and point validation use `aws-lc-rs`. RSA has two paths
+//! (see [`RsaKey`]): `aws-lc-rs` where its rules are Go's for the call, and
+//! the reference implementation here on `num-bigint` for everything else,
+//! because Go's rules differ from those of `aws-lc-rs`: keys of 1024 bits and
+//! more (no upper bound), and RSA-PSS with the salt length either fixed to
+//! the hash size (`decode_verify`) or detected from the signature
+//! (`verify_ps*`). The reference PKCS #1 v1.5 compares the whole recovered
 //! encoding with the expected one; PSS follows Go's EMSA-PSS-VERIFY step
 //! for step.
 
+use std::fmt;
+use std::sync::OnceLock;
+
 use aws_lc_rs::signature::{
-    self, EcdsaVerificationAlgorithm, KeyPair, ParsedPublicKey, UnparsedPublicKey,
+    self, EcdsaVerificationAlgorithm, KeyPair, ParsedPublicKey, RsaParameters, UnparsedPublicKey,
 };
 use hmac::{Hmac, Mac};
 use num_bigint::BigUint;
@@ -33,7 +38,7 @@ impl Hash {
         }
     }
 
-    fn digest(self, parts: &[&[u8]]) -> Vec<u8> {
+    pub(super) fn digest(self, parts: &[&[u8]]) -> Vec<u8> {
         fn run<D: Digest>(parts: &[&[u8]]) -> Vec<u8> {
             let mut d = D::new();
             for p in parts {
@@ -49,7 +54,7 @@ impl Hash {
     }
 
     /// DER DigestInfo prefix for PKCS #1 v1.5.
-    fn digest_info_prefix(self) -> &'static [u8] {
+    pub(super) fn digest_info_prefix(self) -> &'static [u8] {
         match self {
             Hash::Sha256 => &[
                 0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
@@ -140,15 +145,241 @@ pub(super) fn hmac_verify(hash: Hash, key: &[u8], msg: &[u8], sig: &[u8]) -> boo
     }
 }
 
+/// An RSA public key with its `aws-lc-rs` forms, parsed on first use (one
+/// per algorithm: `aws-lc-rs` binds a parsed key to its algorithm).
+///
+/// The fast path is taken only for keys Go accepts (odd modulus of at least
+/// 1024 bits, odd exponent in 3..2^31) whose size `aws-lc-rs` takes for the
+/// algorithm (2048–8192 bits; 1024–8192 for RS256 and RS512), and only
+/// where `aws-lc-rs`'s answer is Go's:
+/// - PKCS #1 v1.5: both require a modulus-sized signature below `n` and the
+///   recovered block to be exactly `00 01 FF.. 00 DigestInfo(hash)` (AWS-LC
+///   parses the padding, then compares the rest with the DigestInfo in full
+///   length; with at least 8 `FF` bytes, which every accepted key size
+///   leaves, that is the same block);
+/// - PSS with a hash-sized salt (`decode_verify`): AWS-LC's
+///   `RSA_verify_PKCS1_PSS_mgf1` with `RSA_PSS_SALTLEN_DIGEST` performs Go's
+///   `emsaPSSVerify` checks (leading bits, `0xbc`, zero padding then `01`,
+///   salt length, hash), including the extra leading zero byte of a modulus
+///   of `8k + 1` bits;
+/// - PSS with the salt length detected (`verify_ps*`): a signature that
+///   verifies with a hash-sized salt is one Go's detection accepts (the
+///   first `01` of the zero-padded data block is where the hash-sized salt
+///   puts it), so `aws-lc-rs` answers `true`; any other answer is left to
+///   the reference path.
+///
+/// Every other key, size or call goes to the reference path on `num-bigint`.
+pub(super) struct RsaKey {
+    n: BigUint,
+    e: BigUint,
+    /// `RSAPublicKey` DER, when the key is one Go accepts (see above).
+    der: Option<Vec<u8>>,
+    /// Bits of the modulus.
+    bits: u64,
+    /// One slot per [`RsaKey::FAST`] entry.
+    parsed: [OnceLock<Option<ParsedPublicKey>>; 6],
+}
+
+impl fmt::Debug for RsaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RsaKey")
+            .field("bits", &self.bits)
+            .field("e", &self.e)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which `aws-lc-rs` algorithm a fast verification uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Padding {
+    Pkcs1,
+    /// PSS with a salt as long as the hash.
+    PssDigestSalt,
+}
+
+impl RsaKey {
+    /// `aws-lc-rs` algorithms by padding and hash, with the smallest modulus
+    /// each takes (all take up to 8192 bits).
+    const FAST: [(Padding, Hash, &'static RsaParameters, u64); 6] = [
+        (
+            Padding::Pkcs1,
+            Hash::Sha256,
+            &signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+            1024,
+        ),
+        (
+            Padding::Pkcs1,
+            Hash::Sha384,
+            &signature::RSA_PKCS1_2048_8192_SHA384,
+            2048,
+        ),
+        (
+            Padding::Pkcs1,
+            Hash::Sha512,
+            &signature::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY,
+            1024,
+        ),
+        (
+            Padding::PssDigestSalt,
+            Hash::Sha256,
+            &signature::RSA_PSS_2048_8192_SHA256,
+            2048,
+        ),
+        (
+            Padding::PssDigestSalt,
+            Hash::Sha384,
+            &signature::RSA_PSS_2048_8192_SHA384,
+            2048,
+        ),
+        (
+            Padding::PssDigestSalt,
+            Hash::Sha512,
+            &signature::RSA_PSS_2048_8192_SHA512,
+            2048,
+        ),
+    ];
+
+    /// Largest modulus `aws-lc-rs` verifies with.
+    const FAST_MAX_BITS: u64 = 8192;
+
+    pub(super) fn new(n: BigUint, e: BigUint) -> Self {
+        let bits = n.bits();
+        let der = go_public_key_ok(&n, &e).then(|| rsa_public_key_der(&n, &e));
+        RsaKey {
+            n,
+            e,
+            der,
+            bits,
+            parsed: Default::default(),
+        }
+    }
+
+    /// Bytes of the modulus.
+    fn size(&self) -> usize {
+        usize::try_from(self.bits.div_ceil(8)).unwrap_or(usize::MAX)
+    }
+
+    /// A rough count of the bytes this key holds (for cache weights).
+    pub(super) fn weight(&self) -> usize {
+        // n, e, the DER and up to six AWS-LC keys with their Montgomery
+        // contexts.
+        256 + self.size() * 40
+    }
+
+    /// The `aws-lc-rs` key for `padding` and `hash`, if the fast path may
+    /// answer for this key.
+    fn fast(&self, padding: Padding, hash: Hash) -> Option<&ParsedPublicKey> {
+        let der = self.der.as_ref()?;
+        let (slot, &(_, _, alg, min_bits)) = self
+            .parsed
+            .iter()
+            .zip(Self::FAST.iter())
+            .find(|(_, (p, h, _, _))| *p == padding && *h == hash)?;
+        if self.bits < min_bits || self.bits > Self::FAST_MAX_BITS {
+            return None;
+        }
+        slot.get_or_init(|| ParsedPublicKey::new(alg, der).ok())
+            .as_ref()
+    }
+
+    /// Whether `aws-lc-rs` answers for PKCS #1 v1.5 (`pss` false) or PSS
+    /// with `hash` on this key.
+    #[cfg(test)]
+    pub(super) fn uses_aws_lc(&self, pss: bool, hash: Hash) -> bool {
+        let padding = if pss {
+            Padding::PssDigestSalt
+        } else {
+            Padding::Pkcs1
+        };
+        self.fast(padding, hash).is_some()
+    }
+
+    /// The `RSAPublicKey` DER handed to `aws-lc-rs` (only for keys Go
+    /// accepts; tests build it for any key).
+    #[cfg(test)]
+    pub(super) fn der_for_test(n: &BigUint, e: &BigUint) -> Vec<u8> {
+        rsa_public_key_der(n, e)
+    }
+
+    /// RSASSA-PKCS1-v1_5 with Go's rules (`rsa.VerifyPKCS1v15`).
+    pub(super) fn verify_pkcs1(&self, hash: Hash, msg: &[u8], sig: &[u8]) -> bool {
+        match self.fast(Padding::Pkcs1, hash) {
+            Some(key) => sig.len() == self.size() && key.verify_sig(msg, sig).is_ok(),
+            None => rsa_pkcs1_verify(&self.n, &self.e, hash, msg, sig),
+        }
+    }
+
+    /// RSASSA-PSS with Go's rules (`rsa.VerifyPSS`): a salt of `salt_len`
+    /// bytes, or of the length found in the signature (`None`).
+    pub(super) fn verify_pss(
+        &self,
+        hash: Hash,
+        msg: &[u8],
+        sig: &[u8],
+        salt_len: Option<usize>,
+    ) -> bool {
+        if let Some(key) = self.fast(Padding::PssDigestSalt, hash) {
+            let ok = sig.len() == self.size() && key.verify_sig(msg, sig).is_ok();
+            match salt_len {
+                Some(len) if len == hash.len() => return ok,
+                None if ok => return true,
+                _ => {}
+            }
+        }
+        rsa_pss_verify(&self.n, &self.e, hash, msg, sig, salt_len)
+    }
+}
+
+/// Go's checks of an RSA public key before any operation (`checkKeySize`
+/// and `checkPublicKey`): an odd modulus of at least 1024 bits and an odd
+/// exponent in 3..2^31.
+fn go_public_key_ok(n: &BigUint, e: &BigUint) -> bool {
+    n.bits() >= 1024
+        && n.bit(0)
+        && u32::try_from(e).is_ok_and(|e| (3..1 << 31).contains(&e) && e & 1 == 1)
+}
+
+/// DER `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }`.
+fn rsa_public_key_der(n: &BigUint, e: &BigUint) -> Vec<u8> {
+    fn push_len(out: &mut Vec<u8>, len: usize) {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        let significant = &bytes[skip..];
+        match significant {
+            [b] if *b < 0x80 => out.push(*b),
+            _ => {
+                out.push(0x80 | significant.len() as u8);
+                out.extend_from_slice(significant);
+            }
+        }
+    }
+    fn integer(out: &mut Vec<u8>, v: &BigUint) {
+        let bytes = v.to_bytes_be();
+        let pad = bytes.first().is_some_and(|b| b & 0x80 != 0);
+        out.push(0x02);
+        push_len(out, bytes.len() + usize::from(pad));
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(&bytes);
+    }
+    let mut body = Vec::new();
+    integer(&mut body, n);
+    integer(&mut body, e);
+    let mut out = vec![0x30];
+    push_len(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
+}
+
 /// Go's checks of an RSA public key before any operation (at least 1024
 /// bits, odd modulus, odd exponent in 3..2^31), and `sig^e mod n` as a
 /// modulus-sized byte string (`sig` must be exactly that size and `< n`).
 fn rsa_recover(n: &BigUint, e: &BigUint, sig: &[u8]) -> Option<Vec<u8>> {
-    let bits = usize::try_from(n.bits()).ok()?;
-    let e = u32::try_from(e).ok()?;
-    if bits < 1024 || !n.bit(0) || e < 2 || e & 1 == 0 || e > (1 << 31) - 1 {
+    if !go_public_key_ok(n, e) {
         return None;
     }
+    let bits = usize::try_from(n.bits()).ok()?;
     let k = bits.div_ceil(8);
     if sig.len() != k {
         return None;
@@ -157,13 +388,13 @@ fn rsa_recover(n: &BigUint, e: &BigUint, sig: &[u8]) -> Option<Vec<u8>> {
     if &s >= n {
         return None;
     }
-    let m = s.modpow(&BigUint::from(e), n).to_bytes_be();
+    let m = s.modpow(e, n).to_bytes_be();
     let mut em = vec![0u8; k.checked_sub(m.len())?];
     em.extend_from_slice(&m);
     Some(em)
 }
 
-/// RSASSA-PKCS1-v1_5 (Go's `rsa.VerifyPKCS1v15`).
+/// RSASSA-PKCS1-v1_5 (Go's `rsa.VerifyPKCS1v15`): the reference path.
 pub(super) fn rsa_pkcs1_verify(
     n: &BigUint,
     e: &BigUint,
@@ -189,9 +420,9 @@ pub(super) fn rsa_pkcs1_verify(
     em == expected
 }
 
-/// RSASSA-PSS with MGF1 of the same hash (Go's `rsa.VerifyPSS`). `salt_len`
-/// `None` detects the salt length from the encoding (Go's
-/// `PSSSaltLengthAuto`).
+/// RSASSA-PSS with MGF1 of the same hash (Go's `rsa.VerifyPSS`): the
+/// reference path. `salt_len` `None` detects the salt length from the
+/// encoding (Go's `PSSSaltLengthAuto`).
 pub(super) fn rsa_pss_verify(
     n: &BigUint,
     e: &BigUint,
@@ -265,7 +496,7 @@ fn emsa_pss_verify(
     hash.digest(&[&[0u8; 8], m_hash, salt]) == h
 }
 
-fn mgf1_xor(out: &mut [u8], hash: Hash, seed: &[u8]) {
+pub(super) fn mgf1_xor(out: &mut [u8], hash: Hash, seed: &[u8]) {
     for (counter, chunk) in (0u32..).zip(out.chunks_mut(hash.len())) {
         let mask = hash.digest(&[seed, &counter.to_be_bytes()]);
         for (o, m) in chunk.iter_mut().zip(mask) {

@@ -1,13 +1,13 @@
 //! `io.jwt.decode_verify(jwt, constraints)` (OPA's `builtinJWTDecodeVerify`).
 
 use std::cmp::Ordering;
+use std::convert::Infallible;
+use std::sync::Arc;
 
 use regorus::Value;
 
-use super::{
-    DECODE_VERIFY, Header, KeyMaterial, Token, VerificationKey, invalid, json_object,
-    keys_from_cert_or_jwk, verify_jws,
-};
+use super::cache::{self, KeySet};
+use super::{DECODE_VERIFY, Header, KeyMaterial, Token, invalid, json_object, verify_jws};
 use crate::builtins::{BuiltinError, arg_str};
 
 /// The constraints object, decoded.
@@ -16,8 +16,8 @@ struct Constraints {
     alg: String,
     iss: String,
     aud: String,
-    /// Set (possibly empty) when a `cert` was given.
-    keys: Option<Vec<VerificationKey>>,
+    /// Set when a `cert` was given; its keys (possibly none) parsed.
+    keys: Option<Arc<KeySet>>,
     /// Nanoseconds since the epoch.
     time: f64,
 }
@@ -63,7 +63,11 @@ impl Constraints {
                     let Value::String(s) = v else {
                         return Err("cert constraint: must be a string".into());
                     };
-                    c.keys = Some(keys_from_cert_or_jwk(s)?);
+                    let set = cache::key_set(s);
+                    if let Err(e) = &set.keys {
+                        return Err(e.clone());
+                    }
+                    c.keys = Some(set);
                     continue;
                 }
                 "time" => {
@@ -94,8 +98,9 @@ impl Constraints {
     }
 
     /// OPA's `tokenConstraints.verify`: only the trusted key(s) or secret.
+    /// `kid` and `alg` are the header's (part of `input`).
     fn verify(&self, kid: &str, alg: &str, input: &[u8], signature: &[u8]) -> bool {
-        let Some(keys) = &self.keys else {
+        let Some(set) = &self.keys else {
             return verify_jws(
                 alg,
                 &KeyMaterial::Oct(self.secret.as_bytes().to_vec()),
@@ -103,14 +108,21 @@ impl Constraints {
                 signature,
             );
         };
-        if !kid.is_empty()
-            && let Some(key) = keys.iter().find(|k| k.kid == kid)
-        {
-            return verify_jws(alg, &key.material, input, signature);
-        }
-        keys.iter()
-            .filter(|k| k.alg.is_empty() || k.alg == alg)
-            .any(|k| verify_jws(alg, &k.material, input, signature))
+        let Ok(keys) = &set.keys else {
+            return false; // rejected by `parse`
+        };
+        let Ok(valid) = cache::checked(DECODE_VERIFY, set, &[input, signature], || {
+            if !kid.is_empty()
+                && let Some(key) = keys.iter().find(|k| k.kid == kid)
+            {
+                return Ok::<_, Infallible>(verify_jws(alg, &key.material, input, signature));
+            }
+            Ok(keys
+                .iter()
+                .filter(|k| k.alg.is_empty() || k.alg == alg)
+                .any(|k| verify_jws(alg, &k.material, input, signature)))
+        });
+        valid
     }
 
     /// A string `aud` must equal the constraint; an array must contain it.

@@ -4,7 +4,7 @@
 use num_bigint::BigUint;
 use x509_parser::prelude::FromDer;
 
-use super::sig::{self, Curve};
+use super::sig::{self, Curve, RsaKey};
 use super::{KeyMaterial, b64};
 
 /// One PEM block: its type line and decoded bytes.
@@ -287,10 +287,10 @@ fn rsa_public_key(der: &[u8]) -> Result<KeyMaterial, String> {
     if e.first().is_some_and(|b| b & 0x80 != 0) || e.iter().all(|&b| b == 0) {
         return Err("x509: RSA public exponent is not a positive number".into());
     }
-    Ok(KeyMaterial::Rsa {
-        n: BigUint::from_bytes_be(n),
-        e: BigUint::from_bytes_be(e),
-    })
+    Ok(KeyMaterial::Rsa(Box::new(RsaKey::new(
+        BigUint::from_bytes_be(n),
+        BigUint::from_bytes_be(e),
+    ))))
 }
 
 /// Go's `x509.ParsePKIXPublicKey`.

@@ -2,7 +2,9 @@
 //! `aws-lc-rs` (`families`), OPA's `decode_verify` constraint rules and bad
 //! input (`rules`), and the differential vectors answered by OPA (`vectors`).
 
+mod bench;
 mod families;
+mod fast_path;
 mod rules;
 mod vectors;
 
