@@ -702,9 +702,25 @@ fn substring(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) ->
         }
         (Some(offset), _) if offset < 0 => Ok(Value::Undefined),
         (Some(offset), Some(length)) => {
-            let start = s.chars().skip(offset as usize);
+            // policy-engine patch: slice by byte positions instead of
+            // collecting the characters one by one into a new `String`; same
+            // result (`offset` and `length` count characters, a negative
+            // length means the rest of the string).
+            let offset = offset as usize;
             let length = if length < 0 { s.len() } else { length as usize };
-            Ok(Value::String(start.take(length).collect::<String>().into()))
+            let (start, end) = if s.is_ascii() {
+                let start = offset.min(s.len());
+                (start, start.saturating_add(length).min(s.len()))
+            } else {
+                let start = s.char_indices().nth(offset).map_or(s.len(), |(i, _)| i);
+                let rest = s.get(start..).unwrap_or_default();
+                let len = rest
+                    .char_indices()
+                    .nth(length)
+                    .map_or(rest.len(), |(i, _)| i);
+                (start, start.saturating_add(len))
+            };
+            Ok(Value::String(s.get(start..end).unwrap_or_default().into()))
         }
         _ => Ok(Value::String("".into())),
     }

@@ -1,5 +1,8 @@
 // Copyright (c) Microsoft Corporation.
 // Licensed under the MIT License.
+// policy-engine patch: every `.ok_or(VmError::…)` in this file became
+// `.ok_or_else(|| VmError::…)` so no error value is built (and dropped) on the
+// success path; see `vm/mod.rs`.
 
 use crate::rvm::instructions::{ComprehensionBeginParams, ComprehensionMode};
 use crate::value::Object;
@@ -316,19 +319,19 @@ impl RegoVM {
                     .get(idx)
                     .is_some_and(|frame| matches!(frame.kind, FrameKind::Comprehension { .. }))
             })
-            .ok_or(VmError::InvalidIteration {
+            .ok_or_else(|| VmError::InvalidIteration {
                 value: Value::String(Arc::from("No active comprehension")),
                 pc: self.pc,
             })?;
 
         let (value_to_add, key_value, mode, result_reg_idx, key_reg_idx, value_reg_idx) = {
-            let frame =
-                self.execution_stack
-                    .get(comprehension_index)
-                    .ok_or(VmError::InvalidIteration {
-                        value: Value::String(Arc::from("No active comprehension")),
-                        pc: self.pc,
-                    })?;
+            let frame = self
+                .execution_stack
+                .get(comprehension_index)
+                .ok_or_else(|| VmError::InvalidIteration {
+                    value: Value::String(Arc::from("No active comprehension")),
+                    pc: self.pc,
+                })?;
 
             if let FrameKind::Comprehension { ref context, .. } = frame.kind {
                 let value_to_add = self.get_register(value_reg)?.clone();
@@ -395,12 +398,13 @@ impl RegoVM {
         self.set_register(result_reg_idx, current_result)?;
 
         let (iteration_state_snapshot, body_start, comprehension_end) = {
-            let frame = self.execution_stack.get_mut(comprehension_index).ok_or(
-                VmError::InvalidIteration {
+            let frame = self
+                .execution_stack
+                .get_mut(comprehension_index)
+                .ok_or_else(|| VmError::InvalidIteration {
                     value: Value::String(Arc::from("No active comprehension")),
                     pc: self.pc,
-                },
-            )?;
+                })?;
 
             if let &mut FrameKind::Comprehension {
                 ref mut context, ..

@@ -107,7 +107,12 @@ impl RegoVM {
         self.execution_state = ExecutionState::Ready;
 
         // Reset rule cache
-        self.rule_cache = alloc::vec![(false, Value::Undefined); self.program.rule_infos.len()];
+        // policy-engine patch: reuse the cache's buffer instead of allocating
+        // a new vector on every execution (same contents: one uncomputed
+        // entry per rule).
+        self.rule_cache.clear();
+        self.rule_cache
+            .resize_with(self.program.rule_infos.len(), || (false, Value::Undefined));
 
         // Reset registers to clean state
         self.registers
