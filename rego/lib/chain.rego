@@ -20,18 +20,21 @@ undefined_result(name) := {
 	"metadata": {},
 }
 
-# Whether the chain goes on after a policy returned r.
-proceeds(r, _) if {
+# Whether the chain goes on after a policy returned r. (One else-chain rather
+# than three definitions: the first match ends the evaluation; an OK result
+# without instructions needs no search for an immediate response.)
+proceeds(r, on_failure) := true if {
+	r.status == "OK"
+	r.instructions == []
+} else := true if {
 	r.status == "OK"
 	not has_immediate(r)
-}
-
-proceeds(r, on_failure) if {
+} else := true if {
 	r.status == "POLICY_ERROR"
 	on_failure == "continue"
+} else := true if {
+	r.status == "SKIPPED"
 }
-
-proceeds(r, _) if r.status == "SKIPPED"
 
 has_immediate(r) if {
 	some x in r.instructions
@@ -39,7 +42,36 @@ has_immediate(r) if {
 }
 
 # The accumulator after policy `name` returned r and the chain proceeds.
+# The first two branches are the usual OK results (without, then with
+# instructions) with an object metadata; outcome and metadata_of are inlined
+# (status_of(r) is "OK" there). Anything else goes through _next_general,
+# the reference definition.
 next(acc, r, name) := out if {
+	r.instructions == []
+	r.status == "OK"
+	m := r.metadata
+	is_object(m)
+	out := {
+		"ctx": acc.ctx,
+		"instructions": acc.instructions,
+		"outcomes": array.concat(acc.outcomes, [{"policy": name, "status": "OK", "message": object.get(r, "message", "")}]),
+		"metadata": object.union(acc.metadata, m),
+	}
+} else := out if {
+	r.status == "OK"
+	m := r.metadata
+	is_object(m)
+	instrs := r.instructions
+	count(instrs) > 0
+	out := {
+		"ctx": apply(acc.ctx, instrs),
+		"instructions": array.concat(acc.instructions, instrs),
+		"outcomes": array.concat(acc.outcomes, [{"policy": name, "status": "OK", "message": object.get(r, "message", "")}]),
+		"metadata": object.union(acc.metadata, m),
+	}
+} else := _next_general(acc, r, name)
+
+_next_general(acc, r, name) := out if {
 	r.status == "OK"
 	count(r.instructions) > 0
 	out := {
@@ -127,7 +159,40 @@ checked(r, name) := r if {
 
 # --- applying instructions to the context --------------------------------
 
-apply(ctx, instrs) := replace(ctx, {
+# apply(ctx, instrs): the context after the instructions. The usual case is
+# computed in one body: ctx, its message, headers and state are objects and
+# no two header (or state) instructions name the same key, so every change
+# is a plain replacement. Anything else goes through _apply_general, the
+# reference definition, which gives the same result in the usual case.
+apply(ctx, instrs) := out if {
+	is_object(ctx)
+	t := {true: "response", false: "request"}[object.get(ctx, "phase", null) == "response"]
+	msg := object.get(ctx, t, {})
+	is_object(msg)
+	headers := object.get(msg, "headers", {})
+	is_object(headers)
+	state := object.get(ctx, "state", {})
+	is_object(state)
+	hx := [x | some x in instrs; x.type in {"SET_HEADER", "REMOVE_HEADER"}; is_string(x.key)]
+	hkeys := {lower(x.key) | some x in hx}
+	count(hkeys) == count(hx)
+	sx := [x | some x in instrs; x.type == "SET_STATE"; is_string(x.key)]
+	count({x.key | some x in sx}) == count(sx)
+	changes := {x.key: v | some x in sx; v := x.value}
+	bodies := array.concat([object.get(msg, "body", "")], [x.body | some x in instrs; x.type == "SET_BODY"])
+	out := object.union(object.remove(ctx, {t, "state"}), {
+		t: object.union(object.remove(msg, {"headers", "body"}), {
+			"headers": object.union(
+				object.remove(headers, hkeys),
+				{lower(x.key): object.get(x, "value", "") | some x in hx; x.type == "SET_HEADER"},
+			),
+			"body": bodies[count(bodies) - 1],
+		}),
+		"state": object.union(object.remove(state, changes), changes),
+	})
+} else := _apply_general(ctx, instrs)
+
+_apply_general(ctx, instrs) := replace(ctx, {
 	target(ctx): apply_message(object.get(ctx, target(ctx), {}), instrs),
 	"state": apply_state(object.get(ctx, "state", {}), instrs),
 })

@@ -31,7 +31,24 @@ default_headers := {
 	"X-Frame-Options": "DENY",
 }
 
-result(ctx, md) := r if {
+# The first branches are the usual cases, checked in one body each (so none
+# of the error messages of _decide can apply): no metadata (the default
+# headers), or metadata of the schema's shape (each header checked as
+# _md_error checks it).
+result(ctx, md) := _set_headers(default_headers) if {
+	md == {}
+	is_object(ctx)
+} else := _set_headers(headers) if {
+	is_object(md)
+	count(object.remove(md, {"headers"})) == 0
+	headers := object.get(md, "headers", default_headers)
+	is_object(headers)
+	every k, v in headers {
+		_header_name(k)
+		_header_value(v)
+	}
+	is_object(ctx)
+} else := r if {
 	r = _decide(ctx, md)
 } else := _error("addSecurityHeaders: evaluation failed")
 
@@ -39,11 +56,14 @@ _decide(ctx, md) := _error(msg) if {
 	msg = _md_error(md)
 } else := _error("malformed context: ctx must be an object") if {
 	not is_object(ctx)
-} else := {
+} else := _set_headers(_headers(md))
+
+# SET_HEADER instructions for headers, in sorted header-name order.
+_set_headers(headers) := {
 	"status": "OK",
 	"message": "security headers added",
-	"instructions": [{"type": "SET_HEADER", "key": k, "value": _headers(md)[k]} |
-		some k in sort(object.keys(_headers(md)))
+	"instructions": [{"type": "SET_HEADER", "key": k, "value": headers[k]} |
+		some k in sort(object.keys(headers))
 	],
 	"metadata": {},
 }

@@ -28,7 +28,25 @@ import rego.v1
 
 # result(ctx, md) is total: every branch below ends in a result object, and the
 # final else turns anything unforeseen into POLICY_ERROR.
+#
+# The first branch is the usual request: metadata of the schema's shape and
+# a well-formed context and data, checked in one body (so none of the error
+# messages below can apply); _authenticate then needs only the header. Any
+# other input goes through _decide, which checks everything in order and
+# reports the first problem.
 result(ctx, md) := r if {
+	is_object(md)
+	count(object.remove(md, {"header_name", "required"})) == 0
+	name := object.get(md, "header_name", "X-API-Key")
+	is_string(name)
+	name != ""
+	is_boolean(object.get(md, "required", true))
+	headers := ctx.request.headers
+	is_object(headers)
+	keys := data.policy_data.apiKeyAuth.keys
+	is_object(keys)
+	r := _authenticate(md, name, headers, keys)
+} else := r if {
 	r = _decide(ctx, md)
 } else := _error("apiKeyAuth: evaluation failed")
 
@@ -38,20 +56,40 @@ _decide(ctx, md) := _error(msg) if {
 	msg = _ctx_error(ctx)
 } else := _error(msg) if {
 	msg = _data_error
-} else := _error(msg) if {
-	v = _header(ctx.request.headers, _header_name(md))
+} else := _authenticate(md, _header_name(md), ctx.request.headers, _keys)
+
+# The result for valid metadata, headers and keys. The first branch is the
+# usual case (the header under its lower-case name, a valid entry); the
+# digest and the header are computed once and passed on.
+_authenticate(md, name, headers, keys) := _authenticated(user) if {
+	v := headers[lower(name)]
+	is_string(v)
+	v != ""
+	entry := keys[crypto.sha256(v)]
+	is_object(entry)
+	user := object.get(entry, "user_id", null)
+	is_string(user)
+	user != ""
+} else := _with_header(md, name, keys, v) if {
+	v = _header(headers, name)
+} else := _missing(md)
+
+# v: the value of the configured header.
+_with_header(md, name, keys, v) := _error(sprintf("malformed context: header %s must be a string", [lower(name)])) if {
 	not is_string(v)
-	msg = sprintf("malformed context: header %s must be a string", [lower(_header_name(md))])
 } else := _missing(md) if {
-	not _has_key(ctx, md)
-} else := _authenticated(user) if {
-	entry = _keys[crypto.sha256(_header(ctx.request.headers, _header_name(md)))]
+	v == ""
+} else := _lookup(keys, crypto.sha256(v))
+
+# digest: the SHA-256 of the presented key.
+_lookup(keys, digest) := _authenticated(user) if {
+	entry = keys[digest]
 	is_object(entry)
 	user = object.get(entry, "user_id", null)
 	is_string(user)
 	user != ""
 } else := _error("policy data: API key entry has no valid user_id") if {
-	_keys[crypto.sha256(_header(ctx.request.headers, _header_name(md)))]
+	keys[digest]
 } else := _invalid
 
 # --- metadata -----------------------------------------------------------------
@@ -89,12 +127,6 @@ _header(headers, name) := v if {
 	vs = [x | some k, x in headers; is_string(k); lower(k) == lower(name)]
 	count(vs) == 1
 	v = vs[0]
-}
-
-_has_key(ctx, md) if {
-	v = _header(ctx.request.headers, _header_name(md))
-	is_string(v)
-	v != ""
 }
 
 # --- data ---------------------------------------------------------------------

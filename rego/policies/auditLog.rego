@@ -21,7 +21,25 @@ package policies.auditLog
 
 import rego.v1
 
-result(ctx, md) := r if {
+# The first branch is the usual case: metadata of the schema's shape and an
+# object context, checked in one body (so none of the error messages of
+# _decide can apply).
+result(ctx, md) := {
+	"status": "OK",
+	"message": "audit",
+	"instructions": [],
+	"metadata": {
+		"audit": "full",
+		"audit_request_body": request_body,
+		"audit_response_body": response_body,
+	},
+} if {
+	is_object(md)
+	count(object.remove(md, {"log_request_body", "log_response_body"})) == 0
+	request_body := {true: "true", false: "false"}[object.get(md, "log_request_body", false)]
+	response_body := {true: "true", false: "false"}[object.get(md, "log_response_body", false)]
+	is_object(ctx)
+} else := r if {
 	r = _decide(ctx, md)
 } else := _error("auditLog: evaluation failed")
 

@@ -62,9 +62,42 @@ import rego.v1
 
 # result(ctx, md) is total: every branch ends in a result object, and the final
 # else turns anything unforeseen into POLICY_ERROR. Each step only runs once
-# the previous ones have passed (else-chain), so builtins only ever see
-# well-typed, well-formed arguments.
+# the previous ones have passed, so builtins only ever see well-typed,
+# well-formed arguments; each value (header, token, JWT header, alg, keys,
+# payload) is computed once and passed to the next step.
+#
+# The first branch is the usual request: metadata of the schema's shape and
+# a well-formed context and data, checked in one body (so none of the error
+# messages of _md_error, _ctx_error and _data_error can apply). Any other
+# input goes through _decide, which checks everything in order and reports
+# the first problem.
 result(ctx, md) := r if {
+	is_object(md)
+	count(object.remove(md, _known_fields)) == 0
+	issuer := object.get(md, "issuer", "-")
+	is_string(issuer)
+	issuer != ""
+	audience := object.get(md, "audience", "-")
+	is_string(audience)
+	audience != ""
+	algorithms := _algorithms(md)
+	is_array(algorithms)
+	count(algorithms) > 0
+	every alg in algorithms {
+		alg in _supported_algorithms
+	}
+	leeway := _leeway(md)
+	is_number(leeway)
+	leeway >= 0
+	name := _header_name(md)
+	is_string(name)
+	name != ""
+	not _bad_key_material(md)
+	headers := ctx.request.headers
+	is_object(headers)
+	not _data_error
+	r := _authenticate(md, headers, name)
+} else := r if {
 	r = _decide(ctx, md)
 } else := _error("jwtValidation: evaluation failed")
 
@@ -74,29 +107,71 @@ _decide(ctx, md) := _error(msg) if {
 	msg = _ctx_error(ctx)
 } else := _error(msg) if {
 	msg = _data_error
-} else := _error(msg) if {
-	v = _header(ctx.request.headers, _header_name(md))
+} else := _authenticate(md, ctx.request.headers, _header_name(md))
+
+# The result for valid metadata, context and data, from the header on. The
+# first branch is the usual case: the header under its lower-case name.
+_authenticate(md, headers, name) := _check_token(md, tok) if {
+	v := headers[lower(name)]
+	is_string(v)
+	tok := _token(trim_space(v), name)
+} else := _with_header(md, name, v) if {
+	v = _header(headers, name)
+} else := _deny("token missing")
+
+# v: the value of the configured header.
+_with_header(md, name, v) := _error(sprintf("malformed context: header %s must be a string", [lower(name)])) if {
 	not is_string(v)
-	msg = sprintf("malformed context: header %s must be a string", [lower(_header_name(md))])
 } else := _deny("token missing") if {
-	not _header_present(ctx, md)
-} else := _deny("malformed authorization header") if {
-	not _token(ctx, md)
-} else := _deny("malformed token") if {
-	not _well_formed(_token(ctx, md))
+	trim_space(v) == ""
+} else := _check_token(md, tok) if {
+	tok := _token(trim_space(v), name)
+} else := _deny("malformed authorization header")
+
+# tok: the token from the header.
+_check_token(md, tok) := _check_alg(md, tok, header.alg) if {
+	header := _jwt_header(tok)
+} else := _deny("malformed token")
+
+# alg: the token's alg. The first branch is the usual case: an allowed alg
+# and a signature that verifies (with some key, so there is one). Otherwise
+# the branches below find the first check that fails, in the order
+# documented above; the signature is never verified twice.
+_check_alg(md, tok, alg) := _check_payload(md, tok) if {
+	lower(alg) != "none"
+	alg in _algorithms(md)
+	_verified(alg, tok, _keys_for(alg, md))
 } else := _deny("unsigned token rejected") if {
-	lower(_alg(_token(ctx, md))) == "none"
+	lower(alg) == "none"
 } else := _deny("algorithm not allowed") if {
-	not _alg(_token(ctx, md)) in _algorithms(md)
-} else := _error(sprintf("no key material configured for %s", [_alg(_token(ctx, md))])) if {
-	count(_keys_for(_alg(_token(ctx, md)), md)) == 0
-} else := _deny("invalid signature") if {
-	not _verified(_token(ctx, md), md)
-} else := _deny("malformed token") if {
-	not _payload(_token(ctx, md))
+	not alg in _algorithms(md)
+} else := _error(sprintf("no key material configured for %s", [alg])) if {
+	count(_keys_for(alg, md)) == 0
+} else := _deny("invalid signature")
+
+_check_payload(md, tok) := _check_claims(md, payload, time.now_ns() / 1000000000) if {
+	payload := _payload(tok)
+} else := _deny("malformed token")
+
+# payload: the verified claims at now (seconds). The first branch is the
+# usual case, where claims_error is undefined: a numeric exp not yet passed,
+# no nbf or a numeric one already reached, and issuer and audience (when
+# configured) equal to the iss and aud claims.
+_check_claims(md, payload, now) := _valid(payload) if {
+	leeway := _leeway(md)
+	exp := payload.exp
+	is_number(exp)
+	now < exp + leeway
+	nbf := object.get(payload, "nbf", now)
+	is_number(nbf)
+	nbf <= now + leeway
+	iss := object.get(payload, "iss", null)
+	object.get(md, "issuer", iss) == iss
+	aud := object.get(payload, "aud", null)
+	object.get(md, "audience", aud) == aud
 } else := _deny(msg) if {
-	msg = claims_error(_payload(_token(ctx, md)), md, time.now_ns() / 1000000000)
-} else := _valid(_payload(_token(ctx, md)))
+	msg = claims_error(payload, md, now)
+} else := _valid(payload)
 
 # --- claims (pure: tests call it with a crafted `now`) --------------------------
 
@@ -131,23 +206,16 @@ _audience_ok(claim, aud) if {
 
 # --- token parsing --------------------------------------------------------------
 
-_header_present(ctx, md) if {
-	v = _header(ctx.request.headers, _header_name(md))
-	is_string(v)
-	trim_space(v) != ""
-}
-
-# "Bearer <token>" (scheme case-insensitive); a custom header may also carry
-# the bare token.
-_token(ctx, md) := t if {
-	v = trim_space(_header(ctx.request.headers, _header_name(md)))
+# The token in v, the trimmed header: "Bearer <token>" (scheme
+# case-insensitive); a custom header may also carry the bare token.
+_token(v, name) := t if {
 	count(v) > 7
 	lower(substring(v, 0, 7)) == "bearer "
-	t = trim_space(substring(v, 7, count(v) - 7))
+	t := trim_space(substring(v, 7, count(v) - 7))
 	_single_word(t)
 } else := t if {
-	lower(_header_name(md)) != "authorization"
-	t = trim_space(_header(ctx.request.headers, _header_name(md)))
+	lower(name) != "authorization"
+	t := v
 	not startswith(lower(t), "bearer ")
 	_single_word(t)
 }
@@ -158,16 +226,26 @@ _single_word(t) if {
 	not contains(t, "\t")
 }
 
-# Three dot-separated segments; header and payload canonical base64url encoding
-# JSON objects; the header names its alg. Checked before any io.jwt.* call.
-_well_formed(tok) if {
-	parts = split(tok, ".")
-	count(parts) == 3
-	_b64url(parts[0])
-	_b64url(parts[1])
-	_signature_segment(parts[2])
-	is_string(_json_object(parts[0]).alg)
-	not _nested_jwt(_json_object(parts[0]))
+# The decoded header of tok, defined when tok is well-formed: three
+# dot-separated base64url segments, the first two non-empty, each in
+# canonical form; header and payload JSON objects; the header names its alg.
+# Checked before any io.jwt.* call.
+#
+# Canonical: unpadded, with zero trailing bits (the only form a JWT signer
+# produces), so that decoding behaves identically everywhere. By the
+# segment's length mod 4, tails gives the pattern its last character must
+# match: 4n + 2 ends in [AQgw], 4n + 3 in [AEIMQUYcgkosw048], 4n + 1 is never
+# valid (no pattern, so the body fails).
+_jwt_header(tok) := header if {
+	regex.match(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$`, tok)
+	parts := split(tok, ".")
+	tails := {0: "", 2: "[AQgw]$", 3: "[AEIMQUYcgkosw048]$"}
+	regex.match(tails[count(parts[0]) % 4], parts[0])
+	regex.match(tails[count(parts[1]) % 4], parts[1])
+	regex.match(tails[count(parts[2]) % 4], parts[2])
+	header := _json_object(parts[0])
+	is_string(header.alg)
+	not _nested_jwt(header)
 	_json_object(parts[1])
 }
 
@@ -178,37 +256,12 @@ _nested_jwt(header) if {
 	upper(cty) == "JWT"
 }
 
-_signature_segment(s) if s == ""
-
-_signature_segment(s) if _b64url(s)
-
-# Unpadded base64url with zero trailing bits (the only form a JWT signer
-# produces): decoding it behaves identically everywhere.
-_b64url(s) if {
-	regex.match(`^[A-Za-z0-9_-]+$`, s)
-	_canonical_tail(s)
-}
-
-_canonical_tail(s) if count(s) % 4 == 0
-
-_canonical_tail(s) if {
-	count(s) % 4 == 2
-	regex.match(`[AQgw]$`, s)
-}
-
-_canonical_tail(s) if {
-	count(s) % 4 == 3
-	regex.match(`[AEIMQUYcgkosw048]$`, s)
-}
-
 _json_object(seg) := o if {
 	s = base64url.decode(seg)
 	json.is_valid(s)
 	o = json.unmarshal(s)
 	is_object(o)
 }
-
-_alg(tok) := _json_object(split(tok, ".")[0]).alg
 
 _payload(tok) := p if {
 	[_, p, _] = io.jwt.decode(tok)
@@ -217,9 +270,8 @@ _payload(tok) := p if {
 
 # --- signature --------------------------------------------------------------------
 
-_verified(tok, md) if {
-	alg = _alg(tok)
-	some key in _keys_for(alg, md)
+_verified(alg, tok, keys) if {
+	some key in keys
 	_verify(alg, tok, key) == true
 }
 
@@ -242,21 +294,25 @@ _key_source(md) := md if {
 } else := _data_cfg
 
 _has_key_material(md) if {
-	some f in ["jwks", "public_key_pem", "secret"]
-	object.get(md, f, null) != null
+	[object.get(md, "jwks", null), object.get(md, "public_key_pem", null), object.get(md, "secret", null)] != [null, null, null]
 }
 
-_keys_for(alg, md) := ks if {
-	startswith(alg, "HS")
-	ks = [s | s := object.get(_key_source(md), "secret", null); _nonempty_string(s)]
-} else := array.concat(_jwks_keys(_key_source(md)), _pem_keys(_key_source(md)))
+_keys_for(alg, md) := _keys_in(alg, _key_source(md))
 
-_jwks_keys(src) := [json.marshal(j)] if {
-	j = object.get(src, "jwks", null)
+_keys_in(alg, src) := _string_key(object.get(src, "secret", null)) if {
+	startswith(alg, "HS")
+} else := array.concat(_jwks_keys(object.get(src, "jwks", null)), _string_key(object.get(src, "public_key_pem", null)))
+
+# j: the jwks of the key source, if any.
+_jwks_keys(j) := [json.marshal(j)] if {
 	is_object(j)
 } else := [j] if {
-	j = object.get(src, "jwks", null)
 	is_string(j)
+} else := []
+
+# s: a PEM key or a secret, if any.
+_string_key(s) := [s] if {
+	_nonempty_string(s)
 } else := []
 
 # Key material is checked for shape only: io.jwt.verify_* fails (an error, or
@@ -282,8 +338,6 @@ _pem(p) if {
 	contains(p, "-----BEGIN ")
 	contains(p, "-----END ")
 }
-
-_pem_keys(src) := [p | p := object.get(src, "public_key_pem", null); _nonempty_string(p)]
 
 # --- metadata -------------------------------------------------------------------
 
@@ -332,6 +386,23 @@ _md_error(md) := "invalid metadata: must be an object" if {
 	p != null
 	not _pem(p)
 } else := "invalid metadata: secret must be a non-empty string" if {
+	not _optional_nonempty_string(object.get(md, "secret", null))
+}
+
+# Key material in md that _md_error reports (its last three checks).
+_bad_key_material(md) if {
+	j := object.get(md, "jwks", null)
+	j != null
+	not _jwk_set(j)
+}
+
+_bad_key_material(md) if {
+	p := object.get(md, "public_key_pem", null)
+	p != null
+	not _pem(p)
+}
+
+_bad_key_material(md) if {
 	not _optional_nonempty_string(object.get(md, "secret", null))
 }
 
@@ -393,16 +464,23 @@ _deny(reason) := {
 	"metadata": {},
 }
 
+# A valid token sets the chain state "claims", and "user" when sub is a
+# non-empty string.
 _valid(claims) := {
 	"status": "OK",
 	"message": "token valid",
-	"instructions": array.concat(
-		[{"type": "SET_STATE", "key": "claims", "value": claims}],
-		[{"type": "SET_STATE", "key": "user", "value": sub} |
-			sub = object.get(claims, "sub", null)
-			_nonempty_string(sub)
-		],
-	),
+	"instructions": [
+		{"type": "SET_STATE", "key": "claims", "value": claims},
+		{"type": "SET_STATE", "key": "user", "value": sub},
+	],
+	"metadata": {"auth_method": "jwt"},
+} if {
+	sub := object.get(claims, "sub", null)
+	_nonempty_string(sub)
+} else := {
+	"status": "OK",
+	"message": "token valid",
+	"instructions": [{"type": "SET_STATE", "key": "claims", "value": claims}],
 	"metadata": {"auth_method": "jwt"},
 }
 

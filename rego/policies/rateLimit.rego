@@ -38,12 +38,51 @@ import rego.v1
 
 # result(ctx, md) validates its inputs, calls rate_limit.take exactly once and
 # hands the builtin's answer to decide/3, which is pure.
-result(ctx, md) := _error(msg) if {
+#
+# The first branch is the usual request, checked in one body: metadata of the
+# schema's shape keyed by client IP and a well-formed context with a client
+# IP (so none of the error messages below can apply). Nothing in it has side
+# effects: rate_limit.take runs in _limited, after the body has succeeded,
+# and _limited is total, so the builtin is never called twice.
+result(ctx, md) := _limited(concat("|", [route, "client_ip", ip]), rps, burst, "client_ip") if {
+	is_object(md)
+	count(object.remove(md, {"requests_per_second", "burst", "key", "api_key_header"})) == 0
+	rps := md.requests_per_second
+	is_number(rps)
+	rps > 0
+	burst := object.get(md, "burst", ceil(rps))
+	is_number(burst)
+	burst >= 1
+	floor(burst) == burst
+	object.get(md, "key", "client_ip") == "client_ip"
+	akh := object.get(md, "api_key_header", "X-API-Key")
+	is_string(akh)
+	akh != ""
+	is_object(ctx)
+	route := ctx.route
+	is_string(route)
+	request := ctx.request
+	is_object(request)
+	is_object(request.headers)
+	ip := request.client_ip
+	is_string(ip)
+	ip != ""
+	is_object(object.get(ctx, "state", {}))
+} else := _error(msg) if {
 	msg = _md_error(md)
 } else := _error(msg) if {
 	msg = _ctx_error(ctx, md)
-} else := decide(ctx, md, take) if {
-	take = rate_limit.take(bucket_key(ctx, md), _rps(md), _burst(md))
+} else := _limited(key, rps, burst, kind_name) if {
+	key = bucket_key(ctx, md)
+	rps = _rps(md)
+	burst = _burst(md)
+	kind_name = _kind_name(md)
+} else := _error("rate limiter unavailable")
+
+# The one call of rate_limit.take, and its verdict.
+_limited(key, rps, burst, kind_name) := r if {
+	take = rate_limit.take(key, rps, burst)
+	r = _verdict(take, kind_name)
 } else := _error("rate limiter unavailable")
 
 # decide(ctx, md, take) turns the builtin's result
@@ -52,14 +91,38 @@ decide(ctx, md, take) := _error("rate limiter returned an invalid result") if {
 	not is_object(take)
 } else := _error("rate limiter returned an invalid result") if {
 	not is_boolean(object.get(take, "allowed", null))
-} else := {
+} else := _within(_metadata(md, take)) if {
+	take.allowed == true
+} else := _exceeded(take, _metadata(md, take))
+
+# decide/3 for the bucket kind kind_name (_kind_name(md)); the first branch is
+# the usual answer (allowed, with a numeric limit and remaining).
+_verdict(take, kind_name) := _within({
+	"rate_limit_key": kind_name,
+	"rate_limit_limit": format_int(floor(limit), 10),
+	"rate_limit_remaining": format_int(floor(remaining), 10),
+}) if {
+	take.allowed == true
+	limit := take.limit
+	is_number(limit)
+	remaining := take.remaining
+	is_number(remaining)
+} else := _error("rate limiter returned an invalid result") if {
+	not is_object(take)
+} else := _error("rate limiter returned an invalid result") if {
+	not is_boolean(object.get(take, "allowed", null))
+} else := _within(_take_metadata(kind_name, take)) if {
+	take.allowed == true
+} else := _exceeded(take, _take_metadata(kind_name, take))
+
+_within(metadata) := {
 	"status": "OK",
 	"message": "within rate limit",
 	"instructions": [],
-	"metadata": _metadata(md, take),
-} if {
-	take.allowed == true
-} else := {
+	"metadata": metadata,
+}
+
+_exceeded(take, metadata) := {
 	"status": "POLICY_DENIED",
 	"message": "rate limit exceeded",
 	"instructions": [{
@@ -68,7 +131,7 @@ decide(ctx, md, take) := _error("rate limiter returned an invalid result") if {
 		"headers": {"Retry-After": format_int(_retry_after(take), 10)},
 		"body": "{\"error\":\"rate limit exceeded\"}",
 	}],
-	"metadata": _metadata(md, take),
+	"metadata": metadata,
 }
 
 # Whole seconds, at least 1.
@@ -77,8 +140,10 @@ _retry_after(take) := max([1, ceil(r)]) if {
 	is_number(r)
 } else := 1
 
-_metadata(md, take) := object.union(
-	{"rate_limit_key": _kind_name(md)},
+_metadata(md, take) := _take_metadata(_kind_name(md), take)
+
+_take_metadata(kind_name, take) := object.union(
+	{"rate_limit_key": kind_name},
 	{name: format_int(floor(v), 10) |
 		some name, field in {"rate_limit_limit": "limit", "rate_limit_remaining": "remaining"}
 		v = object.get(take, field, null)

@@ -32,18 +32,24 @@ _decide(ctx, md) := _error(msg) if {
 	msg = _md_error(md)
 } else := _error(msg) if {
 	msg = _ctx_error(ctx)
-} else := _unchanged("response body is not JSON") if {
-	not _is_json(_body(ctx))
-} else := _unchanged("no fields to remove") if {
-	count(removed_paths(_body(ctx), _fields(md))) == 0
+} else := _transform(_body(ctx), _fields(md))
+
+# The body and the fields are computed once, and the paths (a walk over the
+# whole body) once.
+_transform(body, fields) := _unchanged("response body is not JSON") if {
+	not _is_json(body)
+} else := _without(body, removed_paths(body, fields))
+
+_without(body, paths) := _unchanged("no fields to remove") if {
+	count(paths) == 0
 } else := {
 	"status": "OK",
 	"message": "response body fields removed",
 	"instructions": [{
 		"type": "SET_BODY",
-		"body": remove_paths(_body(ctx), removed_paths(_body(ctx), _fields(md))),
+		"body": remove_paths(body, paths),
 	}],
-	"metadata": {"removed_fields": format_int(count(removed_paths(_body(ctx), _fields(md))), 10)},
+	"metadata": {"removed_fields": format_int(count(paths), 10)},
 }
 
 # removed_paths(body, fields): the set of key paths (as walk paths: strings for

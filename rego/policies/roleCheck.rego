@@ -33,7 +33,37 @@ package policies.roleCheck
 
 import rego.v1
 
+# result(ctx, md) is total: every branch ends in a result object, and the final
+# else turns anything unforeseen into POLICY_ERROR.
+#
+# The first branch is the usual request: metadata of the schema's shape and a
+# well-formed context and data, checked in one body (so none of the error
+# messages below can apply); _verdict then only looks at the roles. Any
+# other input goes through _decide, which checks everything in order and
+# reports the first problem.
 result(ctx, md) := r if {
+	is_object(md)
+	count(object.remove(md, {"required_roles", "match", "roles_claim"})) == 0
+	required := md.required_roles
+	is_array(required)
+	count(required) > 0
+	every role in required {
+		is_string(role)
+		role != ""
+	}
+	match := object.get(md, "match", "any")
+	match in {"any", "all"}
+	claim := object.get(md, "roles_claim", "roles")
+	is_string(claim)
+	claim != ""
+	is_object(ctx)
+	state := object.get(ctx, "state", {})
+	is_object(state)
+	claims := object.get(state, "claims", {})
+	is_object(claims)
+	is_object(_bindings_raw)
+	r := _verdict(ctx, md, claims, claim, required, match)
+} else := r if {
 	r = _decide(ctx, md)
 } else := _error("roleCheck: evaluation failed")
 
@@ -43,10 +73,32 @@ _decide(ctx, md) := _error(msg) if {
 	msg = _ctx_error(ctx)
 } else := _error(msg) if {
 	msg = _data_error
-} else := _deny(missing, _match(md)) if {
-	missing = missing_roles(roles(ctx, md), _required(md), _match(md))
+} else := _verdict(ctx, md, _claims(ctx), _roles_claim(md), _required(md), _match(md))
+
+# The result for valid metadata, context and data. The first branch is the
+# usual allow: the roles claim (under its exact name) is an array holding the
+# required role(s), so no role is missing whatever the bindings hold.
+_verdict(ctx, md, claims, claim, required, match) := _allowed if {
+	have := claims[claim]
+	is_array(have)
+	_satisfied(match, required, have)
+} else := _deny(missing, match) if {
+	missing = missing_roles(roles(ctx, md), required, match)
 	count(missing) > 0
-} else := {
+} else := _allowed
+
+_satisfied("any", required, have) if {
+	some role in required
+	role in have
+}
+
+_satisfied("all", required, have) if {
+	every role in required {
+		role in have
+	}
+}
+
+_allowed := {
 	"status": "OK",
 	"message": "required roles present",
 	"instructions": [],
@@ -69,10 +121,14 @@ _any_in(required, have) if {
 # roles(ctx, md): the caller's roles, from the token claim and the bindings.
 roles(ctx, md) := _claim_roles(_claims(ctx), _roles_claim(md)) | _bound_roles(_user(ctx))
 
-_claim_roles(claims, name) := {r | some r in _claim_value(claims, name); is_string(r); r != ""} if {
-	is_array(_claim_value(claims, name))
-} else := {r | some r in split(_claim_value(claims, name), " "); r != ""} if {
-	is_string(_claim_value(claims, name))
+_claim_roles(claims, name) := _role_set(v) if {
+	v = _claim_value(claims, name)
+} else := set()
+
+_role_set(v) := {r | some r in v; is_string(r); r != ""} if {
+	is_array(v)
+} else := {r | some r in split(v, " "); r != ""} if {
+	is_string(v)
 } else := set()
 
 # An exact claim name wins; otherwise a dotted name is a path (realm_access.roles).
