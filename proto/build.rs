@@ -1,7 +1,7 @@
 //! Compiles `proto/*.proto` with protox (pure Rust, no system `protoc`).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/agent.proto"];
+    let files = ["proto/agent.proto", "proto/journal.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -1,0 +1,1 @@
+//! policy-journal: the central audit store.
