@@ -99,13 +99,12 @@ impl Masker {
             return;
         }
         match value {
-            serde_json::Value::String(s) => {
+            serde_json::Value::String(s)
                 if secrets
                     .iter()
-                    .any(|x| !x.is_empty() && s.contains(x.as_str()))
-                {
-                    *s = Self::scrub(s, secrets);
-                }
+                    .any(|x| !x.is_empty() && s.contains(x.as_str())) =>
+            {
+                *s = Self::scrub(s, secrets);
             }
             serde_json::Value::Array(items) => {
                 for item in items {
