@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Load harness (DESIGN §10): real Envoy in front of a small upstream, with, in
 # turn, (a) a no-op ext_proc server (bench/src/bin/noop_extproc.rs: every
-# message answered CONTINUE, the ceiling of any ext_proc engine) and (b)
-# policy-kernel + policy-agent over a Unix socket. wrk drives `/api/v1/users`
-# with a valid demo API key through the same Envoy config; the script prints
-# req/s, p50, p99 and the peak RSS of the ext_proc side for each setup, and
-# the ratios kernel+agent / no-op measured in the same run.
+# message answered CONTINUE, the ceiling of any ext_proc engine), (b)
+# policy-kernel + policy-agent over a Unix socket with no decision journal,
+# and (c) the same with every decision recorded: the agent's local log and
+# policy-journal (sled) over mutual TLS, as `policyctl up` runs it. wrk drives
+# `/api/v1/users` with a valid demo API key through the same Envoy config; the
+# script prints req/s, p50, p99 and the peak RSS of the ext_proc side for each
+# setup (the journal's RSS not included), and the ratios to the no-op measured
+# in the same run.
 #
 #   bench/load/run.sh [--duration 10s] [--warmup 3s] [--connections 32]
 #                     [--threads 2] [--rounds 1] [--envoy-concurrency N]
@@ -121,8 +124,8 @@ cpu_ticks() {    # user + system CPU time of PID, in clock ticks
 
 # ---------------------------------------------------------------- build
 if [[ $BUILD == 1 ]]; then
-  log "building (release): policy-kernel policy-agent policy-bench"
-  (cd "$ROOT" && cargo build --release -p policy-kernel -p policy-agent -p policy-bench) >&2
+  log "building (release): policy-kernel policy-agent policy-journal policyctl policy-bench"
+  (cd "$ROOT" && cargo build --release -p policy-kernel -p policy-agent -p policy-journal -p policyctl -p policy-bench) >&2
 fi
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 # Run the servers as deployed (supervisord sets no RUST_BACKTRACE): with it
@@ -131,12 +134,12 @@ if [[ -n ${RUST_BACKTRACE:-}${RUST_LIB_BACKTRACE:-} ]]; then
   log "note: RUST_BACKTRACE/RUST_LIB_BACKTRACE unset for the processes started here"
   unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 fi
-for b in policy-kernel policy-agent noop_extproc upstream; do
-  [[ -x $BIN/$b ]] || die "$BIN/$b missing (build with cargo build --release -p policy-kernel -p policy-agent -p policy-bench)"
+for b in policy-kernel policy-agent policy-journal policyctl noop_extproc upstream; do
+  [[ -x $BIN/$b ]] || die "$BIN/$b missing (build with cargo build --release -p policy-kernel -p policy-agent -p policy-journal -p policyctl -p policy-bench)"
 done
 
 # ---------------------------------------------------------------- configs
-read -r P_UPSTREAM P_LISTEN P_ADMIN P_NOOP P_KERNEL P_METRICS <<<"$(free_ports 6)"
+read -r P_UPSTREAM P_LISTEN P_ADMIN P_NOOP P_KERNEL P_METRICS P_JOURNAL <<<"$(free_ports 7)"
 SOCKET="$WORK/agent.sock"
 
 # Envoy: deploy/local/envoy.yaml with the ports rewritten (ext_proc cluster →
@@ -178,12 +181,26 @@ for want in "port: $P_KERNEL" "metrics_port: $P_METRICS" "socket_path: \"$SOCKET
             "requests_per_second: $BIG" "burst: $BIG" 'address: "127.0.0.1"'; do
   grep -qF "$want" "$WORK/kernel-config.yaml" || die "kernel config: '$want' not set"
 done
-# Agent: deploy/local/agent-config.yaml with the same socket and the demo data.
+# Agent: deploy/local/agent-config.yaml with the same socket and the demo
+# data; its journal section (local log, certificates and journal under
+# $WORK/run, the journal on a free port) is kept only for the `journal` setup.
 sed -e "s#socket_path: \"run/default.sock\"#socket_path: \"$SOCKET\"#" \
     -e "s#^    - data\$#    - \"$LOCAL/data\"#" \
-    "$LOCAL/agent-config.yaml" >"$WORK/agent-config.yaml"
-grep -qF "socket_path: \"$SOCKET\"" "$WORK/agent-config.yaml" || die "agent config: socket not set"
-grep -qF "\"$LOCAL/data\"" "$WORK/agent-config.yaml" || die "agent config: data not set"
+    -e "s#https://127.0.0.1:7443#https://127.0.0.1:$P_JOURNAL#" \
+    "$LOCAL/agent-config.yaml" >"$WORK/agent-config-journal.yaml"
+awk '/^  journal:$/ { exit } { print }' "$WORK/agent-config-journal.yaml" >"$WORK/agent-config.yaml"
+for f in agent-config.yaml agent-config-journal.yaml; do
+  grep -qF "socket_path: \"$SOCKET\"" "$WORK/$f" || die "$f: socket not set"
+  grep -qF "\"$LOCAL/data\"" "$WORK/$f" || die "$f: data not set"
+done
+grep -qF "https://127.0.0.1:$P_JOURNAL" "$WORK/agent-config-journal.yaml" || die "agent config: journal endpoint not set"
+! grep -q '^  journal:' "$WORK/agent-config.yaml" || die "agent config: journal section not removed"
+# Journal: deploy/local/journal-config.yaml on the free port, store and
+# certificates in $WORK/run (paths are relative to the config file).
+sed -e "s#listen: \"127.0.0.1:7443\"#listen: \"127.0.0.1:$P_JOURNAL\"#" \
+    "$LOCAL/journal-config.yaml" >"$WORK/journal-config.yaml"
+grep -qF "127.0.0.1:$P_JOURNAL" "$WORK/journal-config.yaml" || die "journal config: port not set"
+"$BIN/policyctl" journal certs --out "$WORK/run/certs" --agent default-agent >&2
 
 URL="http://127.0.0.1:$P_LISTEN$ROUTE"
 
@@ -202,8 +219,17 @@ start_envoy() {  # start_envoy CONFIG NAME
 
 SERVER_PIDS=()   # the ext_proc side of the current setup
 SERVER_NAMES=()
-start_setup() {  # start_setup noop|kernel
+JOURNAL_PID=""
+start_setup() {  # start_setup noop|kernel|journal
   SERVER_PIDS=()
+  local agent_config="$WORK/agent-config.yaml"
+  if [[ $1 == journal ]]; then
+    rm -rf "$WORK/run/agent-log" "$WORK/run/journal-data"
+    start journal "$BIN/policy-journal" --config "$WORK/journal-config.yaml"
+    JOURNAL_PID=$LAST_PID
+    wait_for policy-journal "$JOURNAL_PID" port_open "$P_JOURNAL"
+    agent_config="$WORK/agent-config-journal.yaml"
+  fi
   if [[ $1 == noop ]]; then
     start noop "$BIN/noop_extproc" --listen "127.0.0.1:$P_NOOP"
     SERVER_PIDS=("$LAST_PID") SERVER_NAMES=(noop)
@@ -211,7 +237,7 @@ start_setup() {  # start_setup noop|kernel
     start_envoy "$WORK/envoy-noop.yaml" envoy-noop
   else
     rm -f "$SOCKET"
-    start agent "$BIN/policy-agent" --config "$WORK/agent-config.yaml" --log-format json
+    start agent "$BIN/policy-agent" --config "$agent_config" --log-format json
     SERVER_PIDS=("$LAST_PID") SERVER_NAMES=(agent)
     wait_for policy-agent "$LAST_PID" test -S "$SOCKET"
     start kernel "$BIN/policy-kernel" --config "$WORK/kernel-config.yaml"
@@ -225,6 +251,12 @@ stop_setup() {
   local pid
   stop_pid "$ENVOY_PID"
   for ((i = ${#SERVER_PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${SERVER_PIDS[i]}"; done
+  if [[ -n $JOURNAL_PID ]]; then stop_pid "$JOURNAL_PID"; JOURNAL_PID=""; fi
+}
+
+journal_records() { # records in the journal of the `journal` setup
+  "$BIN/policyctl" journal verify --journal "https://127.0.0.1:$P_JOURNAL" --certs "$WORK/run/certs" 2>&1 \
+    | awk '/record\(s\)/ { sub(/:.*/, "", $0) } { print }' | head -n 3
 }
 
 request() {      # request [CURL ARGS...]: prints "STATUS", headers in $WORK/h, body in $WORK/b
@@ -270,7 +302,7 @@ to_ms() { awk -v v="$1" 'BEGIN {
   else printf "nan" }'; }
 
 # ---------------------------------------------------------------- measure
-declare -A RPS P50 P99 RSS RSS_DETAIL CPU CPU_DETAIL ERRS
+declare -A RPS P50 P99 RSS RSS_DETAIL CPU CPU_DETAIL ERRS NAMES
 CLK_TCK=$(getconf CLK_TCK)
 
 measure() {      # measure noop|kernel ROUND
@@ -279,7 +311,7 @@ measure() {      # measure noop|kernel ROUND
   sanity "$setup"
   wrk -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" -H "X-API-Key: $API_KEY" "$URL" >"$WORK/warmup-$setup-$round.txt" 2>&1 \
     || die "wrk warm-up failed: $(cat "$WORK/warmup-$setup-$round.txt")"
-  [[ $setup == kernel ]] && k0=$(kernel_decisions)
+  [[ $setup != noop ]] && k0=$(kernel_decisions)
   local -a t0=() t1=()
   for pid in "${SERVER_PIDS[@]}"; do t0+=("$(cpu_ticks "$pid")"); done
   out="$WORK/wrk-$setup-$round.txt"
@@ -315,7 +347,12 @@ measure() {      # measure noop|kernel ROUND
   RSS_DETAIL[$key]=$detail
   log "$setup round $round: $requests requests, ${RPS[$key]} req/s, p50 ${P50[$key]} ms, p99 ${P99[$key]} ms, ${ERRS[$key]}"
   log "  Envoy ext_proc counters: $(envoy_extproc_stats)"
-  if [[ $setup == kernel ]]; then
+  if [[ $setup == journal ]]; then
+    # Every decision recorded: give the local log a moment to drain.
+    sleep 2
+    log "  journal: $(journal_records | tr '\n' ' ')"
+  fi
+  if [[ $setup != noop ]]; then
     k1=$(kernel_decisions)
     log "  kernel /api/v1/users decisions (one per phase): before $k0, after $k1"
     INTERP=$(grep -o '"chain runs on the interpreter"[^}]*' "$WORK/agent.log" | sed 's/"chain":"[^"]*",//' | sort -u || true)
@@ -329,6 +366,7 @@ log "route $ROUTE, X-API-Key: $API_KEY; kernel config: rateLimit raised to $BIG/
 for ((r = 1; r <= ROUNDS; r++)); do
   measure noop "$r"
   measure kernel "$r"
+  measure journal "$r"
 done
 
 # ---------------------------------------------------------------- report
@@ -347,24 +385,33 @@ echo "RSS = peak resident set (VmHWM) of the ext_proc side: noop_extproc, or pol
 echo
 fmt='%-6s %-15s %8s %8s %8s %30s %28s  %s\n'
 printf "$fmt" round setup req/s "p50 ms" "p99 ms" "peak RSS MB" "CPU us/req" errors
+NAMES=([noop]=no-op [kernel]=kernel+agent [journal]="+ journal")
 for ((r = 1; r <= ROUNDS; r++)); do
-  n="noop/$r"; k="kernel/$r"
+  n="noop/$r"
   printf "$fmt" "$r" no-op "${RPS[$n]}" "${P50[$n]}" "${P99[$n]}" "${RSS[$n]}" "${CPU[$n]}" "${ERRS[$n]}"
-  printf "$fmt" "$r" kernel+agent "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" "${RSS[$k]} (${RSS_DETAIL[$k]})" "${CPU[$k]} (${CPU_DETAIL[$k]})" "${ERRS[$k]}"
-  printf "$fmt" "$r" "ratio k+a/no-op" "$(ratio "${RPS[$k]}" "${RPS[$n]}")" "$(ratio "${P50[$k]}" "${P50[$n]}")" \
-    "$(ratio "${P99[$k]}" "${P99[$n]}")" "$(ratio "${RSS[$k]}" "${RSS[$n]}")" "$(ratio "${CPU[$k]}" "${CPU[$n]}")" ""
+  for s in kernel journal; do
+    k="$s/$r"
+    printf "$fmt" "$r" "${NAMES[$s]}" "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" "${RSS[$k]} (${RSS_DETAIL[$k]})" "${CPU[$k]} (${CPU_DETAIL[$k]})" "${ERRS[$k]}"
+    printf "$fmt" "$r" "ratio to no-op" "$(ratio "${RPS[$k]}" "${RPS[$n]}")" "$(ratio "${P50[$k]}" "${P50[$n]}")" \
+      "$(ratio "${P99[$k]}" "${P99[$n]}")" "$(ratio "${RSS[$k]}" "${RSS[$n]}")" "$(ratio "${CPU[$k]}" "${CPU[$n]}")" ""
+  done
+  printf "$fmt" "$r" "journal/kernel" "$(ratio "${RPS[journal/$r]}" "${RPS[kernel/$r]}")" "$(ratio "${P50[journal/$r]}" "${P50[kernel/$r]}")" \
+    "$(ratio "${P99[journal/$r]}" "${P99[kernel/$r]}")" "$(ratio "${RSS[journal/$r]}" "${RSS[kernel/$r]}")" "$(ratio "${CPU[journal/$r]}" "${CPU[kernel/$r]}")" ""
 done
 if ((ROUNDS > 1)); then
   collect() { local -n m=$1; local s=$2 r; for ((r = 1; r <= ROUNDS; r++)); do echo "${m[$s/$r]}"; done; }
-  for s in noop kernel; do
+  for s in noop kernel journal; do
     declare "M_RPS_$s=$(median %.0f $(collect RPS $s))" "M_P50_$s=$(median %.3f $(collect P50 $s))" \
             "M_P99_$s=$(median %.3f $(collect P99 $s))" "M_RSS_$s=$(collect RSS $s | sort -g | tail -1)" \
             "M_CPU_$s=$(median %.0f $(collect CPU $s))"
   done
   printf "$fmt" median no-op "$M_RPS_noop" "$M_P50_noop" "$M_P99_noop" "$M_RSS_noop (max)" "$M_CPU_noop" ""
-  printf "$fmt" median kernel+agent "$M_RPS_kernel" "$M_P50_kernel" "$M_P99_kernel" "$M_RSS_kernel (max)" "$M_CPU_kernel" ""
-  printf "$fmt" median "ratio k+a/no-op" "$(ratio "$M_RPS_kernel" "$M_RPS_noop")" "$(ratio "$M_P50_kernel" "$M_P50_noop")" \
-    "$(ratio "$M_P99_kernel" "$M_P99_noop")" "$(ratio "$M_RSS_kernel" "$M_RSS_noop")" "$(ratio "$M_CPU_kernel" "$M_CPU_noop")" ""
+  for s in kernel journal; do
+    rps="M_RPS_$s" p50="M_P50_$s" p99="M_P99_$s" rss="M_RSS_$s" cpu="M_CPU_$s"
+    printf "$fmt" median "${NAMES[$s]}" "${!rps}" "${!p50}" "${!p99}" "${!rss} (max)" "${!cpu}" ""
+    printf "$fmt" median "ratio to no-op" "$(ratio "${!rps}" "$M_RPS_noop")" "$(ratio "${!p50}" "$M_P50_noop")" \
+      "$(ratio "${!p99}" "$M_P99_noop")" "$(ratio "${!rss}" "$M_RSS_noop")" "$(ratio "${!cpu}" "$M_CPU_noop")" ""
+  done
 fi
 if [[ -n ${INTERP:-} ]]; then
   echo

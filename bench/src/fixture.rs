@@ -112,6 +112,12 @@ impl Fixture {
     /// Builds the agent and both spec-route cases, and checks that every
     /// operation succeeds and allows.
     pub fn try_new() -> anyhow::Result<Self> {
+        Self::try_with_config(|_| {})
+    }
+
+    /// Like [`Fixture::try_new`], with the agent's configuration adjusted by
+    /// `adjust` (for example, a decision journal).
+    pub fn try_with_config(adjust: impl FnOnce(&mut AgentConfig)) -> anyhow::Result<Self> {
         let kernel = KernelConfig::parse(Path::new("deploy/kernel-config.yaml"), KERNEL_CONFIG)
             .context("parsing deploy/kernel-config.yaml")?;
         let signer = RsaSigner::generate()?;
@@ -136,8 +142,9 @@ impl Fixture {
             "apiKeyAuth": {"keys": keys},
             "jwtValidation": {"public_key_pem": signer.public_key_pem()?},
         }});
-        let config =
+        let mut config =
             AgentConfig::with_defaults("bench-agent", Path::new("/nonexistent/bench.sock"));
+        adjust(&mut config);
         let limits = InputLimits {
             max_body_size_bytes: config.max_body_size_bytes,
             max_state_size_bytes: config.max_state_size_bytes,
@@ -383,6 +390,8 @@ fn request(route: &str, policies: Vec<Policy>, credential: (&str, String)) -> Po
         response: None,
         state_json: Vec::new(),
         route: route.into(),
+        audit_strict: false,
+        config_version: "sha256:000000000000".into(),
     }
 }
 

@@ -10,6 +10,7 @@ mod diagnostic;
 mod discover;
 mod eval;
 mod go_json;
+mod journal;
 mod load;
 mod query_text;
 mod table;
@@ -45,6 +46,8 @@ enum Command {
     Compile(compile::CompileArgs),
     /// Start the local stack from deploy/local and show it deciding
     Up(up::UpArgs),
+    /// Read the decision journal, verify its chains, create development certificates
+    Journal(journal::JournalArgs),
     /// Evaluate a Rego query (like `opa eval`)
     Eval(eval::EvalArgs),
     /// Run Rego tests: rules named `test_*` (like `opa test`)
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Compile(args) => compile::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Up(args) => up::run(args),
+        Command::Journal(args) => journal::run(args),
         Command::Test(args) => test_cmd::run(args),
     };
     result.unwrap_or_else(|e| {

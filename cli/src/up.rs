@@ -1,6 +1,8 @@
 //! `policyctl up`: the whole local stack from `deploy/local/`, until Ctrl-C.
 //!
-//! Starts `policy-agent` and `policy-kernel` with `deploy/local/`'s configs
+//! Starts `policy-journal` (sled store in `deploy/local/run/journal-data`,
+//! development certificates made in `deploy/local/run/certs` on first use),
+//! `policy-agent` and `policy-kernel` with `deploy/local/`'s configs
 //! (the agent's socket is in `deploy/local/run/`, where both configs point),
 //! and, when an `envoy` binary is on PATH (or in `ENVOY_BIN`), a demo upstream
 //! and Envoy with `deploy/local/envoy.yaml`. Prints where each listens and
@@ -18,7 +20,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use policy_kernel::KernelConfig;
 
-use procs::{Child, sibling_binary, wait_http_ok};
+use procs::{Child, sibling_binary, wait_http_ok, wait_tcp};
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -78,6 +80,7 @@ fn envoy_ports(envoy_yaml: &Path) -> anyhow::Result<(u16, u16)> {
 async fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     let dir = &args.config_dir;
     let agent_config = dir.join("agent-config.yaml");
+
     let kernel_config = dir.join("kernel-config.yaml");
     let envoy_config = dir.join("envoy.yaml");
     if !agent_config.is_file() || !kernel_config.is_file() {
@@ -88,19 +91,25 @@ async fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     }
     let agent_settings = policy_agent::AgentConfig::load(&agent_config)?;
     let kernel = KernelConfig::load(&kernel_config)?;
-    let socket = agent_settings.socket_path.clone();
 
     let mut children: Vec<Child> = Vec::new();
-    let result = start_and_serve(
-        args,
-        &mut children,
-        &agent_config,
-        &kernel_config,
-        &envoy_config,
-        &kernel,
-        &socket,
-    )
-    .await;
+    let result = start_journal(dir, &agent_settings, &mut children).await;
+    let result = match result {
+        Ok(()) => {
+            start_and_serve(
+                args,
+                &mut children,
+                &agent_config,
+                &kernel_config,
+                &envoy_config,
+                &kernel,
+                &agent_settings,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+
     for child in children.iter_mut().rev() {
         child.stop().await;
     }
@@ -110,6 +119,61 @@ async fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     result
 }
 
+/// Starts `policy-journal` with `dir/journal-config.yaml` when the agent
+/// streams to a journal, creating development certificates on first use.
+async fn start_journal(
+    dir: &Path,
+    agent: &policy_agent::AgentConfig,
+    children: &mut Vec<Child>,
+) -> anyhow::Result<()> {
+    let config = dir.join("journal-config.yaml");
+    let Some(settings) = agent.journal.as_ref() else {
+        return Ok(());
+    };
+    let Some(server) = settings.server.as_ref() else {
+        return Ok(());
+    };
+    if !config.is_file() {
+        bail!(
+            "the agent streams to a journal but {} is missing",
+            config.display()
+        );
+    }
+    let certs = server
+        .ca_cert
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.join("run/certs"));
+    if !server.ca_cert.is_file() {
+        crate::journal::write_certs(
+            &certs,
+            std::slice::from_ref(&settings.records.agent_id),
+            &[],
+        )?;
+        println!("created development certificates in {}", certs.display());
+    }
+    let addr = server
+        .endpoint
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_owned();
+    let journal = Child::spawn(
+        "policy-journal",
+        tokio::process::Command::new(sibling_binary("policy-journal")?)
+            .arg("--config")
+            .arg(&config),
+    )?;
+    children.push(journal);
+    if let Some(child) = children.last_mut() {
+        wait_tcp(&addr, Duration::from_secs(20), child).await?;
+    }
+    println!(
+        "policy-journal ready on {} (records: policyctl journal tail | export | verify)",
+        server.endpoint
+    );
+    Ok(())
+}
+
 async fn start_and_serve(
     args: &UpArgs,
     children: &mut Vec<Child>,
@@ -117,8 +181,9 @@ async fn start_and_serve(
     kernel_config: &Path,
     envoy_config: &Path,
     kernel: &KernelConfig,
-    socket: &Path,
+    agent_settings: &policy_agent::AgentConfig,
 ) -> anyhow::Result<ExitCode> {
+    let socket = agent_settings.socket_path.as_path();
     let agent = Child::spawn(
         "policy-agent",
         tokio::process::Command::new(sibling_binary("policy-agent")?)
@@ -126,7 +191,9 @@ async fn start_and_serve(
             .arg(agent_config),
     )?;
     children.push(agent);
-    demo::wait_agent(socket, &mut children[0]).await?;
+    if let Some(agent) = children.last_mut() {
+        demo::wait_agent(socket, agent).await?;
+    }
     println!("policy-agent ready on unix:{}", socket.display());
 
     let kernel_child = Child::spawn(
@@ -159,6 +226,9 @@ async fn start_and_serve(
             );
         }
         demo::agent_decisions(socket, kernel).await?;
+        if args.demo_only {
+            show_journal(agent_settings).await?;
+        }
         return finish(args, children).await;
     };
 
@@ -190,8 +260,24 @@ async fn start_and_serve(
     );
     if args.demo_only {
         demo::http_requests(&format!("127.0.0.1:{port}")).await?;
+        show_journal(agent_settings).await?;
     }
     finish(args, children).await
+}
+
+/// Prints the journal's verification once the demo's records have arrived.
+async fn show_journal(agent: &policy_agent::AgentConfig) -> anyhow::Result<()> {
+    let Some(server) = agent.journal.as_ref().and_then(|j| j.server.as_ref()) else {
+        return Ok(());
+    };
+    let certs = server.ca_cert.parent().unwrap_or(Path::new("."));
+    let report =
+        crate::journal::settled_verification(&server.endpoint, certs, Duration::from_secs(10))
+            .await?;
+    for line in report.lines {
+        println!("journal: {line}");
+    }
+    Ok(())
 }
 
 /// Waits for Ctrl-C (or a child's exit) unless this is a demo-only run.

@@ -163,7 +163,7 @@ fn up_starts_the_stack_and_envoy_allows_and_denies() {
         .parent()
         .unwrap()
         .to_path_buf();
-    for b in ["policy-agent", "policy-kernel"] {
+    for b in ["policy-agent", "policy-kernel", "policy-journal"] {
         assert!(
             bin_dir.join(b).is_file(),
             "{b} is not built next to policyctl: run `cargo build --workspace --bins` first"
@@ -184,13 +184,20 @@ fn up_starts_the_stack_and_envoy_allows_and_denies() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let lines: Vec<&str> = stdout.lines().collect();
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| !l.starts_with("created development certificates"))
+        .collect();
     assert!(
-        lines[0].starts_with("policy-agent ready on unix:"),
+        lines[0].starts_with("policy-journal ready on https://127.0.0.1:7443"),
         "{stdout}"
     );
     assert!(
-        lines[1].starts_with("policy-kernel ready: ext_proc on 0.0.0.0:9001"),
+        lines[1].starts_with("policy-agent ready on unix:"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("policy-kernel ready: ext_proc on 0.0.0.0:9001"),
         "{stdout}"
     );
     assert!(
@@ -227,6 +234,12 @@ fn up_starts_the_stack_and_envoy_allows_and_denies() {
         !stderr.contains("demo-key-alice"),
         "the API key must not be logged"
     );
+    // The demo's decisions reached the journal, whose chain verifies.
+    let journal = lines
+        .iter()
+        .find(|l| l.starts_with("journal: default-agent: "))
+        .unwrap_or_else(|| panic!("no journal line:\n{stdout}"));
+    assert!(journal.ends_with("chain ok"), "{journal}");
 
     // Without Envoy (same ports and socket, so in the same test, after the first run).
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_policyctl"))

@@ -19,7 +19,9 @@ use crate::chain::{ChainSpec, OnFailure};
 use crate::config::AgentConfig;
 use crate::context::{InputLimits, build_input, decision_to_response, error_response};
 use crate::error::{EvalError, SetupError};
+use crate::journal::{Journal, RecordError};
 use crate::policyset::{CompiledChain, EngineStats, PolicySet};
+use crate::records::build_record;
 use crate::registry::PolicyRegistry;
 use crate::worker::{self, EnginePath};
 
@@ -32,6 +34,12 @@ pub struct Execution {
     pub error: Option<EvalError>,
     pub recorded: Vec<RecordedCall>,
     pub duration: Duration,
+    /// Seq of the decision record in the local log (`None`: no journal, or
+    /// the record was dropped because the log is full in drop mode).
+    pub record_seq: Option<u64>,
+    /// The answer must wait for [`Agent::wait_synced`] on `record_seq`
+    /// (`audit: strict`).
+    pub sync_required: bool,
 }
 
 /// The agent core.
@@ -40,6 +48,7 @@ pub struct Agent {
     policies: RwLock<Arc<PolicySet>>,
     builtins: NativeBuiltins,
     stats: Arc<EngineStats>,
+    journal: Option<Journal>,
 }
 
 impl Agent {
@@ -60,11 +69,16 @@ impl Agent {
         let registry = Arc::new(PolicyRegistry::builtin()?);
         let revision = content_revision(&registry, &data);
         let set = PolicySet::try_new(registry, data, builtins.clone(), &revision, stats.clone())?;
+        let journal = match &config.journal {
+            Some(settings) => Some(Journal::open(settings.clone())?),
+            None => None,
+        };
         Ok(Self {
             config,
             policies: RwLock::new(Arc::new(set)),
             builtins,
             stats,
+            journal,
         })
     }
 
@@ -145,13 +159,15 @@ impl Agent {
         let set = self.policies();
         let result = self.run(&set, req);
         let duration = started.elapsed();
-        match result {
+        let mut exec = match result {
             Ok((response, engine, recorded)) => Execution {
                 response,
                 engine: Some(engine),
                 error: None,
                 recorded,
                 duration,
+                record_seq: None,
+                sync_required: false,
             },
             Err(err) => {
                 tracing::debug!(request_id = %req.request_id, code = err.code(), error = %err, "chain failed");
@@ -161,9 +177,56 @@ impl Agent {
                     error: Some(err),
                     recorded: Vec::new(),
                     duration,
+                    record_seq: None,
+                    sync_required: false,
                 }
             }
+        };
+        if let Some(journal) = &self.journal {
+            let record = build_record(
+                &journal.settings.records,
+                req,
+                &exec.response,
+                &exec.recorded,
+                set.revision(),
+                duration,
+            );
+            match journal.append(record) {
+                Ok(seq) => {
+                    exec.record_seq = seq;
+                    exec.sync_required = req.audit_strict && seq.is_some();
+                }
+                Err(e) => self.fail_closed(&mut exec, req, &e),
+            }
         }
+        exec
+    }
+
+    /// Waits until the record `seq` is synced to disk (`audit: strict`);
+    /// blocks, so call it off the async workers.
+    pub fn wait_synced(&self, seq: u64) -> Result<(), RecordError> {
+        match &self.journal {
+            Some(j) => j.wait_synced(seq),
+            None => Ok(()),
+        }
+    }
+
+    /// Replaces `exec`'s answer with a 503 deny because its record was not
+    /// written or synced.
+    pub fn fail_closed(&self, exec: &mut Execution, req: &PolicyRequest, e: &RecordError) {
+        tracing::error!(request_id = %req.request_id, route = %req.route, code = e.code(), error = %e, "decision denied: its record was not written");
+        let err = EvalError::RecordNotWritten {
+            code: e.code(),
+            reason: e.to_string(),
+        };
+        exec.response = error_response(&req.request_id, &err);
+        exec.error = Some(err);
+        exec.sync_required = false;
+    }
+
+    /// The decision journal, when configured.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
     }
 
     /// Compiles the chain of `policies` for `phase` ahead of traffic.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::SetupError;
+use crate::journal::{JournalSettings, RawJournal};
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -35,6 +36,9 @@ struct RawAgentCore {
     data: Vec<PathBuf>,
     #[serde(default)]
     rate_limit: RawRateLimit,
+    /// Decision records: local log, journal server (absent: no records).
+    #[serde(default)]
+    journal: Option<RawJournal>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +136,8 @@ pub struct AgentConfig {
     pub data: Vec<PathBuf>,
     pub rate_limit_max_keys: u64,
     pub rate_limit_max_idle: Duration,
+    /// Where decision records go; `None`: no records are written.
+    pub journal: Option<JournalSettings>,
 }
 
 impl AgentConfig {
@@ -150,6 +156,7 @@ impl AgentConfig {
             data: Vec::new(),
             rate_limit_max_keys: 100_000,
             rate_limit_max_idle: Duration::from_secs(3600),
+            journal: None,
         }
     }
 
@@ -216,6 +223,10 @@ impl AgentConfig {
             return Err(field("rate_limit.max_keys", "must be at least 1"));
         }
         let base = path.parent().unwrap_or(Path::new("."));
+        let journal = match raw.journal {
+            Some(j) => Some(j.validate(path, &raw.name)?),
+            None => None,
+        };
         Ok(Self {
             name: raw.name,
             socket_path: base.join(raw.socket_path),
@@ -229,6 +240,7 @@ impl AgentConfig {
             data: raw.data.into_iter().map(|p| base.join(p)).collect(),
             rate_limit_max_keys: raw.rate_limit.max_keys,
             rate_limit_max_idle: Duration::from_secs(raw.rate_limit.max_idle_seconds.max(1)),
+            journal,
         })
     }
 }

@@ -26,6 +26,8 @@ pub enum SetupError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("decision journal: {reason}")]
+    Journal { reason: String },
 }
 
 /// Why a chain could not be evaluated. Each variant has a stable code that
@@ -56,6 +58,10 @@ pub enum EvalError {
     MalformedDecision(String),
     #[error("the policy engine panicked: {0}")]
     Panic(String),
+    /// The decision's record could not be written (local log full or
+    /// failing, or not synced in time on an `audit: strict` route): fail closed.
+    #[error("decision record not written ({code}): {reason}")]
+    RecordNotWritten { code: &'static str, reason: String },
 }
 
 impl EvalError {
@@ -71,6 +77,7 @@ impl EvalError {
             Self::Undefined => "undefined_decision",
             Self::MalformedDecision(_) => "malformed_decision",
             Self::Panic(_) => "engine_panic",
+            Self::RecordNotWritten { .. } => "record_not_written",
         }
     }
 
@@ -80,6 +87,7 @@ impl EvalError {
             Self::BodyTooLarge { .. } => 413,
             Self::InvalidRequest(_) => 400,
             Self::Timeout { .. } => 504,
+            Self::RecordNotWritten { .. } => 503,
             _ => 500,
         }
     }

@@ -53,11 +53,26 @@ async fn main() -> std::process::ExitCode {
 async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let socket = config.socket_path.clone();
     let agent = Arc::new(Agent::try_new(config)?);
+    if let Some(journal) = agent.journal() {
+        journal.start_client();
+        let stats = journal.stats();
+        tracing::info!(
+            agent_id = %journal.settings.records.agent_id,
+            boot_epoch = stats.boot_epoch,
+            last_seq = stats.last_seq,
+            pending = stats.pending_records,
+            server = journal.settings.server.as_ref().map(|s| s.endpoint.as_str()).unwrap_or("none"),
+            "decision journal open"
+        );
+    }
     let listener = policy_agent::bind_socket(&socket)?;
     let stats = agent.policies().registry().iter().count();
     tracing::info!(socket = %socket.display(), policies = stats, revision = %agent.policies().revision(), "policy-agent listening");
-    policy_agent::serve(agent, listener, shutdown_signal()).await?;
+    policy_agent::serve(agent.clone(), listener, shutdown_signal()).await?;
     let _ = std::fs::remove_file(&socket);
+    if let Some(journal) = agent.journal() {
+        journal.shutdown().await;
+    }
     tracing::info!("policy-agent stopped");
     Ok(())
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use policy_proto::agent::health_response::ServingStatus;
 use policy_proto::agent::policy_agent_server::{PolicyAgent, PolicyAgentServer};
 use policy_proto::agent::{
-    GetAgentConfigRequest, GetAgentConfigResponse, HealthRequest, HealthResponse, PolicyRequest,
-    PolicyResponse, PrepareChainsRequest, PrepareChainsResponse,
+    GetAgentConfigRequest, GetAgentConfigResponse, HealthRequest, HealthResponse, JournalStatus,
+    PolicyRequest, PolicyResponse, PrepareChainsRequest, PrepareChainsResponse,
 };
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
@@ -50,7 +50,18 @@ impl PolicyAgent for AgentService {
             .try_acquire()
             .map_err(|_| Status::resource_exhausted("agent is at max_concurrent_requests"))?;
         let req = request.into_inner();
-        let exec = self.agent.execute(&req);
+        let mut exec = self.agent.execute(&req);
+        if let (true, Some(seq)) = (exec.sync_required, exec.record_seq) {
+            // `audit: strict`: answer once the record is on disk; the wait is
+            // for a group commit, off the async workers.
+            let agent = self.agent.clone();
+            let synced = tokio::task::spawn_blocking(move || agent.wait_synced(seq))
+                .await
+                .map_err(|e| Status::internal(format!("waiting for the record: {e}")))?;
+            if let Err(e) = synced {
+                self.agent.fail_closed(&mut exec, &req, &e);
+            }
+        }
         tracing::debug!(
             request_id = %req.request_id,
             route = %req.route,
@@ -84,9 +95,24 @@ impl PolicyAgent for AgentService {
     }
 
     async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthResponse>, Status> {
+        let journal = self.agent.journal().map(|j| {
+            let s = j.stats();
+            JournalStatus {
+                server_configured: j.settings.server.is_some(),
+                connected: j.connected().unwrap_or(false),
+                last_seq: s.last_seq,
+                acked_seq: s.acked_seq,
+                synced_seq: s.synced_seq,
+                pending_records: s.pending_records,
+                pending_bytes: s.pending_bytes,
+                dropped_total: s.dropped_total,
+                denied_full_total: s.denied_full_total,
+            }
+        });
         Ok(Response::new(HealthResponse {
             status: ServingStatus::Serving as i32,
             policy_revision: self.agent.policies().revision().to_string(),
+            journal,
         }))
     }
 }

@@ -17,8 +17,8 @@ use parking_lot::Mutex;
 use policy_proto::agent::health_response::ServingStatus;
 use policy_proto::agent::policy_agent_client::PolicyAgentClient;
 use policy_proto::agent::{
-    ChainToPrepare, GetAgentConfigRequest, HealthRequest, PolicyInfo, PolicyPhase, PolicyRequest,
-    PolicyResponse, PrepareChainsRequest,
+    ChainToPrepare, GetAgentConfigRequest, HealthRequest, JournalStatus, PolicyInfo, PolicyPhase,
+    PolicyRequest, PolicyResponse, PrepareChainsRequest,
 };
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::AbortHandle;
@@ -211,7 +211,7 @@ impl AgentHandle {
 
     /// One `Health` call: the agent's policy revision when it answers
     /// SERVING in time.
-    async fn health(&self) -> Result<String, String> {
+    async fn health(&self) -> Result<(String, Option<JournalStatus>), String> {
         let mut client = self.client.clone();
         match tokio::time::timeout(self.timeout(), client.health(HealthRequest {})).await {
             Err(_) => Err(format!(
@@ -220,7 +220,8 @@ impl AgentHandle {
             )),
             Ok(Err(status)) => Err(self.classify(status).to_string()),
             Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32 => {
-                Ok(r.into_inner().policy_revision)
+                let r = r.into_inner();
+                Ok((r.policy_revision, r.journal))
             }
             Ok(Ok(r)) => Err(format!("agent reports status {}", r.get_ref().status)),
         }
@@ -234,7 +235,7 @@ impl AgentHandle {
     }
 
     /// `GetAgentConfig` then `Health`; the flag says whether discovery succeeded.
-    async fn rediscover(&self) -> (bool, Result<String, String>) {
+    async fn rediscover(&self) -> (bool, Result<(String, Option<JournalStatus>), String>) {
         match self.discover().await {
             Ok(_) => (true, self.health().await),
             Err(e) => (false, Err(e.to_string())),
@@ -250,7 +251,7 @@ impl AgentHandle {
             self.rediscover().await
         } else {
             match self.health().await {
-                Ok(revision) if self.is_stale(&revision) => {
+                Ok((revision, _)) if self.is_stale(&revision) => {
                     tracing::info!(agent = %self.entry.name, %revision, "agent policy revision changed: rediscovering");
                     self.rediscover().await
                 }
@@ -261,7 +262,10 @@ impl AgentHandle {
         self.healthy.store(healthy, Ordering::Relaxed);
         metrics.set_agent_health(&self.entry.name, healthy);
         match result {
-            Ok(_) => {
+            Ok((_, journal)) => {
+                if let Some(j) = journal {
+                    metrics.set_agent_journal(&self.entry.name, &j);
+                }
                 self.last_error.store(None);
                 if !was_healthy {
                     tracing::info!(agent = %self.entry.name, "agent healthy");

@@ -30,6 +30,10 @@ struct File {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KernelConfig {
+    /// `sha256:<12 hex digits>` of the configuration file's text, sent with
+    /// every decision so its record names the configuration that decided.
+    #[serde(skip)]
+    pub digest: String,
     #[serde(default)]
     pub server: ServerConfig,
     pub agents: Vec<AgentEntry>,
@@ -179,6 +183,27 @@ pub struct PolicyChains {
     /// read the body, e.g. `auditLog` with `log_response_body`).
     #[serde(default)]
     pub response_body: Option<bool>,
+    /// `standard` (default): the decision is answered once its record is in
+    /// the agent's local log; `strict`: only once that record is synced to
+    /// disk (group commit).
+    #[serde(default)]
+    pub audit: AuditLevel,
+}
+
+/// How durable a route's decision record must be before the answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditLevel {
+    #[default]
+    Standard,
+    Strict,
+}
+
+/// `sha256:<first 12 hex digits>` of `text`.
+fn digest(text: &str) -> String {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(text.as_bytes());
+    format!("sha256:{}", &hex::encode(hash)[..12])
 }
 
 /// Policies that read or rewrite the response body.
@@ -254,6 +279,7 @@ impl KernelConfig {
         })?;
         let mut config = file.policy_kernel;
         config.validate(path)?;
+        config.digest = digest(text);
         // Relative socket paths are relative to the config file, as in the
         // agent's config, so both name the same socket.
         let base = path.parent().unwrap_or(Path::new(""));

@@ -435,6 +435,8 @@ impl Exchange {
                 Phase::Response => std::mem::take(&mut self.state_json),
             },
             route: plan.route.clone(),
+            audit_strict: plan.audit_strict,
+            config_version: self.snapshot.config.digest.clone(),
         };
         let started = Instant::now();
         let result = plan.agent.execute(req).await;

@@ -56,6 +56,7 @@ pub struct Metrics {
     agent_health: Family<AgentLabels, Gauge>,
     agent_timeouts: Family<AgentLabels, Counter>,
     reloads: Family<StatusLabels, Counter>,
+    journal: JournalGauges,
 }
 
 impl Default for Metrics {
@@ -103,6 +104,7 @@ impl Metrics {
             "Configuration reloads by result",
             reloads.clone(),
         );
+        let journal = JournalGauges::register(&mut registry);
         for status in ["success", "failure"] {
             let _ = reloads.get_or_create(&StatusLabels {
                 status: status.into(),
@@ -115,7 +117,27 @@ impl Metrics {
             agent_health,
             agent_timeouts,
             reloads,
+            journal,
         }
+    }
+
+    /// The decision-journal state an agent reported in its last health check.
+    pub fn set_agent_journal(&self, agent: &str, status: &policy_proto::agent::JournalStatus) {
+        let labels = AgentLabels {
+            agent: agent.into(),
+        };
+        let j = &self.journal;
+        let set = |family: &Family<AgentLabels, Gauge>, v: u64| {
+            family
+                .get_or_create(&labels)
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        set(&j.connected, u64::from(status.connected));
+        set(&j.pending_records, status.pending_records);
+        set(&j.pending_bytes, status.pending_bytes);
+        set(&j.unacked, status.last_seq.saturating_sub(status.acked_seq));
+        set(&j.dropped, status.dropped_total);
+        set(&j.denied_full, status.denied_full_total);
     }
 
     /// Records one evaluated phase.
@@ -163,6 +185,7 @@ impl Metrics {
         };
         self.agent_health.remove(&labels);
         self.agent_timeouts.remove(&labels);
+        self.journal.remove(&labels);
     }
 
     /// Counts a reload (`success` or `failure`).
@@ -230,5 +253,70 @@ mod tests {
             !m.encode()
                 .contains("policy_kernel_agent_health{agent=\"default-agent\"}")
         );
+    }
+}
+
+/// Per-agent gauges of the decision journal, from the agents' health answers.
+#[derive(Debug, Clone, Default)]
+struct JournalGauges {
+    connected: Family<AgentLabels, Gauge>,
+    pending_records: Family<AgentLabels, Gauge>,
+    pending_bytes: Family<AgentLabels, Gauge>,
+    unacked: Family<AgentLabels, Gauge>,
+    dropped: Family<AgentLabels, Gauge>,
+    denied_full: Family<AgentLabels, Gauge>,
+}
+
+impl JournalGauges {
+    fn register(registry: &mut Registry) -> Self {
+        let g = Self::default();
+        for (name, help, family) in [
+            (
+                "policy_agent_journal_connected",
+                "Whether the agent streams to the journal (1) or is partitioned (0)",
+                &g.connected,
+            ),
+            (
+                "policy_agent_local_log_pending_records",
+                "Decision records in the agent's local log not yet acknowledged by the journal",
+                &g.pending_records,
+            ),
+            (
+                "policy_agent_local_log_pending_bytes",
+                "Bytes of decision records in the agent's local log not yet acknowledged",
+                &g.pending_bytes,
+            ),
+            (
+                "policy_agent_local_log_unacked_seq",
+                "Records written by the agent since the journal's last acknowledgement",
+                &g.unacked,
+            ),
+            (
+                "policy_agent_local_log_dropped_records",
+                "Records dropped since the agent started because its local log was full (on_full: drop_with_counter)",
+                &g.dropped,
+            ),
+            (
+                "policy_agent_local_log_full_denials",
+                "Decisions denied since the agent started because its local log was full (on_full: deny)",
+                &g.denied_full,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
+        g
+    }
+
+    fn remove(&self, labels: &AgentLabels) {
+        for f in [
+            &self.connected,
+            &self.pending_records,
+            &self.pending_bytes,
+            &self.unacked,
+            &self.dropped,
+            &self.denied_full,
+        ] {
+            f.remove(labels);
+        }
     }
 }

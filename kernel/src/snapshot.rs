@@ -10,7 +10,7 @@ use policy_proto::agent::{ChainToPrepare, Policy, PolicyPhase};
 use serde::Serialize;
 
 use crate::agents::AgentHandle;
-use crate::config::{ChainEntry, KernelConfig, PolicyChains};
+use crate::config::{AuditLevel, ChainEntry, KernelConfig, PolicyChains};
 
 /// The `route` label and chain route of the default policy.
 pub const DEFAULT_ROUTE: &str = "default";
@@ -46,6 +46,8 @@ pub struct RoutePlan {
     pub request_body: bool,
     /// The response chain runs on the buffered response body.
     pub response_body: bool,
+    /// Decisions wait for their record to be synced (`audit: strict`).
+    pub audit_strict: bool,
 }
 
 fn policies(chain: &[ChainEntry]) -> Vec<Policy> {
@@ -68,6 +70,7 @@ impl RoutePlan {
             response: policies(&chains.response_policy_chain),
             request_body: chains.request_body,
             response_body: chains.needs_response_body(),
+            audit_strict: chains.audit == AuditLevel::Strict,
         }
     }
 

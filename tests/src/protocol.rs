@@ -60,6 +60,7 @@ pub fn request_phase(route: &str, policies: Vec<Policy>, context: RequestContext
         response: None,
         state_json: Vec::new(),
         route: route.to_string(),
+        ..Default::default()
     }
 }
 
@@ -81,6 +82,7 @@ pub fn response_phase(
         response: Some(response),
         state_json,
         route: route.to_string(),
+        ..Default::default()
     }
 }
 

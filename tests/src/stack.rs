@@ -16,6 +16,7 @@
 
 pub mod configs;
 pub mod http;
+pub mod journal;
 pub mod openmetrics;
 pub mod process;
 pub mod upstream;
@@ -38,6 +39,7 @@ pub use configs::{
     UPLOAD_ROUTE, USERS_ROUTE,
 };
 pub use http::{HttpRequest, HttpResponse};
+pub use journal::JournalProcess;
 pub use openmetrics::MetricsText;
 use process::{ChildGuard, kernel_binary, tail};
 pub use upstream::{SeenRequest, Upstream};
@@ -104,6 +106,11 @@ pub struct StackOptions {
     /// ready, so start-up waits only until its agent is discovered and
     /// healthy and the route is reported invalid.
     pub unknown_policy_route: bool,
+    /// Starts a `policy-journal` and has the agent record every decision
+    /// (local log in the stack's directory, streamed over mTLS).
+    pub journal: bool,
+    /// The local log's `max_bytes` and `on_full` (default: the agent's).
+    pub local_log_limit: Option<(u64, &'static str)>,
 }
 
 impl Default for StackOptions {
@@ -118,6 +125,8 @@ impl Default for StackOptions {
             watch_interval_ms: 1000,
             fail_open: false,
             unknown_policy_route: false,
+            journal: false,
+            local_log_limit: None,
         }
     }
 }
@@ -148,6 +157,7 @@ pub struct Stack {
     envoy: ChildGuard,
     kernel: ChildGuard,
     agent: Option<ChildGuard>,
+    journal: Option<JournalProcess>,
     upstream: Upstream,
     listener: SocketAddr,
     envoy_admin: SocketAddr,
@@ -179,10 +189,20 @@ impl Stack {
             data: options.agent_data(),
             ..AgentOptions::default()
         };
-        std::fs::write(
-            path("agent-config.yaml"),
-            agent_options.config_yaml(&agent_socket)?,
-        )?;
+        let journal = if options.journal {
+            Some(JournalProcess::start(dir.path(), &[AGENT_NAME]).await?)
+        } else {
+            None
+        };
+        let mut agent_yaml = agent_options.config_yaml(&agent_socket)?;
+        if let Some(j) = &journal {
+            agent_yaml.push_str(&j.agent_section(
+                AGENT_NAME,
+                &path("agent-log"),
+                options.local_log_limit,
+            ));
+        }
+        std::fs::write(path("agent-config.yaml"), agent_yaml)?;
         std::fs::create_dir(path("data"))?;
         std::fs::write(
             path("data/data.json"),
@@ -265,6 +285,7 @@ impl Stack {
             envoy,
             kernel,
             agent: Some(agent),
+            journal,
             upstream,
             listener,
             envoy_admin,
@@ -342,6 +363,20 @@ impl Stack {
         Ok(())
     }
 
+    /// The journal (with [`StackOptions::journal`]).
+    pub fn journal(&self) -> anyhow::Result<&JournalProcess> {
+        self.journal
+            .as_ref()
+            .context("this stack was started without a journal")
+    }
+
+    /// The journal, mutably (to kill or restart it).
+    pub fn journal_mut(&mut self) -> anyhow::Result<&mut JournalProcess> {
+        self.journal
+            .as_mut()
+            .context("this stack was started without a journal")
+    }
+
     /// The kernel configuration last written by [`Stack::start`] or
     /// [`Stack::write_kernel_config`] (a `policy_kernel` document).
     pub fn kernel_config(&self) -> &Value {
@@ -382,7 +417,7 @@ impl Stack {
     /// The last `lines` lines of each process's log, for failure messages.
     pub fn logs(&self, lines: usize) -> String {
         let mut out = String::new();
-        for name in ["kernel.log", "agent.log", "envoy.log"] {
+        for name in ["kernel.log", "agent.log", "envoy.log", "journal.log"] {
             let text = process::read_log(&self.dir.path().join(name));
             out.push_str(&format!(
                 "--- {name} (last {lines} lines) ---\n{}\n",

@@ -137,3 +137,22 @@ pub async fn wait_http_ok(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Waits until `addr` accepts TCP connections, failing early when `child`
+/// exits.
+pub async fn wait_tcp(addr: &str, within: Duration, child: &mut Child) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        child.check_running()?;
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{addr} did not accept connections within {} s",
+                within.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -205,6 +205,7 @@ impl PolicyAgent for FakeAgent {
         Ok(tonic::Response::new(HealthResponse {
             status: ServingStatus::Serving as i32,
             policy_revision: self.policies.lock().unwrap().1.clone(),
+            journal: None,
         }))
     }
 }

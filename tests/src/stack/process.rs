@@ -134,6 +134,12 @@ fn build_kernel() -> anyhow::Result<PathBuf> {
         }
         return Ok(bin);
     }
+    workspace_binary("policy-kernel", "policy-kernel")
+}
+
+/// Binary `bin` of workspace package `package`, built with the profile the
+/// tests were built with (a no-op when `cargo build --workspace --bins` ran).
+pub fn workspace_binary(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     // The test executable lives in <target>/<profile dir>/deps/.
     let exe = std::env::current_exe().context("locating the test executable")?;
     let profile_dir = exe
@@ -152,9 +158,9 @@ fn build_kernel() -> anyhow::Result<PathBuf> {
             "build",
             "--quiet",
             "-p",
-            "policy-kernel",
+            package,
             "--bin",
-            "policy-kernel",
+            bin,
             "--profile",
             &profile,
         ])
@@ -162,25 +168,17 @@ fn build_kernel() -> anyhow::Result<PathBuf> {
         .arg(&manifest)
         .stdin(Stdio::null())
         .output()
-        .with_context(|| {
-            format!(
-                "running `{} build -p policy-kernel`",
-                cargo.to_string_lossy()
-            )
-        })?;
+        .with_context(|| format!("running `{} build -p {package}`", cargo.to_string_lossy()))?;
     if !output.status.success() {
         bail!(
-            "`cargo build -p policy-kernel --bin policy-kernel` failed ({}):\n{}",
+            "`cargo build -p {package} --bin {bin}` failed ({}):\n{}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let bin = profile_dir.join("policy-kernel");
-    if !bin.is_file() {
-        bail!(
-            "built policy-kernel but found no {} (set {KERNEL_BIN_ENV} to the binary to test)",
-            bin.display()
-        );
+    let path = profile_dir.join(bin);
+    if !path.is_file() {
+        bail!("built {bin} but found no {}", path.display());
     }
-    Ok(bin)
+    Ok(path)
 }
