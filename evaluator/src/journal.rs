@@ -141,7 +141,15 @@ pub struct Journal {
     pub settings: JournalSettings,
     log: Arc<SledLog>,
     client: parking_lot::Mutex<Option<JournalClientHandle>>,
+    /// When the client was last woken (ms since `opened`): at most once per
+    /// [`NOTIFY_EVERY_MS`], not once per decision (each wake is a
+    /// cross-thread futex call; the client also polls).
+    last_notify_ms: std::sync::atomic::AtomicU64,
+    opened: std::time::Instant,
 }
+
+/// Longest a new record waits before the streaming client is woken for it.
+const NOTIFY_EVERY_MS: u64 = 5;
 
 /// Why a decision record was not written; the decision becomes a deny.
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +177,8 @@ impl Journal {
             settings,
             log: Arc::new(log),
             client: parking_lot::Mutex::new(None),
+            last_notify_ms: std::sync::atomic::AtomicU64::new(0),
+            opened: std::time::Instant::now(),
         })
     }
 
@@ -188,8 +198,17 @@ impl Journal {
     /// Appends `record`; returns its seq, or `None` when the log dropped it
     /// (drop-with-counter mode).
     pub fn append(&self, record: DecisionRecord) -> Result<Option<u64>, RecordError> {
+        use std::sync::atomic::Ordering;
         let appended = self.log.append(record)?;
-        if let Some(c) = self.client.lock().as_ref() {
+        let now = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_notify_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= NOTIFY_EVERY_MS
+            && self
+                .last_notify_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            && let Some(c) = self.client.lock().as_ref()
+        {
             c.notify();
         }
         Ok(match appended {

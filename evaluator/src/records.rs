@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use journal_client::{BuiltinCall, DecisionRecord, Masker, PolicyOutcome, RequestSummary, Verdict};
 use policy_proto::agent::{
-    InstructionType, PolicyPhase, PolicyRequest, PolicyResponse, StatusCode, instruction,
+    InstructionType, PolicyPhase, PolicyRequest, PolicyResponse, RequestContext, StatusCode,
+    instruction,
 };
 
 use crate::builtins::RecordedCall;
@@ -42,7 +43,9 @@ pub fn build_record(
             .map(String::as_str)
             .chain(chain_secret_headers(req)),
     );
-    let context = req.context.clone().unwrap_or_default();
+    let empty = RequestContext::default();
+    // Borrowed: the context may carry a body of up to `max_body_size_bytes`.
+    let context = req.context.as_ref().unwrap_or(&empty);
     let (headers, secrets) = masker.headers(&context.headers);
     let phase = match PolicyPhase::try_from(req.phase) {
         Ok(PolicyPhase::Response) => "response",
@@ -105,10 +108,10 @@ pub fn build_record(
         route: req.route.clone(),
         phase: phase.to_owned(),
         request: RequestSummary {
-            method: context.method,
+            method: context.method.clone(),
             path: Masker::scrub(&context.path, &secrets),
-            authority: context.authority,
-            client_ip: context.client_ip,
+            authority: context.authority.clone(),
+            client_ip: context.client_ip.clone(),
             headers,
             response_status: req
                 .response

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// `prev_hash` of an agent's first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -121,7 +120,8 @@ impl DecisionRecord {
 
 /// Lower-case hex SHA-256 of `bytes`: a record's `hash`.
 pub fn record_hash(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    // aws-lc's SHA-256 (SHA-NI/AVX where available): on every decision's path.
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
 }
 
 #[cfg(test)]
