@@ -158,34 +158,11 @@ fn array32(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-/// CRC-32 (IEEE) table.
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 == 1 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
 /// CRC-32 (IEEE), as zlib computes it.
 pub fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in bytes {
-        c = CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
+    // CRC-32 (IEEE, zlib's): the SIMD implementation of crc32fast, on every
+    // decision's path.
+    crc32fast::hash(bytes)
 }
 
 #[cfg(test)]

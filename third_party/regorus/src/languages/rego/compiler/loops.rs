@@ -101,10 +101,10 @@ impl<'a> Compiler<'a> {
                 )?;
                 Ok(())
             }
-            LoopType::Walk => Err(CompilerError::General {
-                message: "walk loops are not yet supported in the RVM compiler".to_string(),
-            }
-            .into()),
+            // policy-engine patch: `walk(x, [path, value])` compiled as a
+            // loop over the pairs the `walk` builtin returns, each pair
+            // destructured against the output argument.
+            LoopType::Walk => self.compile_walk_loop(current_loop, stmts, remaining_loops),
         }
     }
 
@@ -344,6 +344,91 @@ impl<'a> Compiler<'a> {
             );
         }
 
+        Ok(())
+    }
+
+    /// policy-engine patch: `walk(x, out)` as `some pair in walk(x); out = pair`
+    /// (the interpreter iterates the same array of `[path, value]` pairs).
+    fn compile_walk_loop(
+        &mut self,
+        walk: &HoistedLoop,
+        remaining_stmts: &[&LiteralStmt],
+        remaining_loops: &[HoistedLoop],
+    ) -> Result<()> {
+        let call = walk.loop_expr.as_ref().unwrap_or(&walk.value);
+        let (fcn, params, span) = match call.as_ref() {
+            ast::Expr::Call {
+                fcn, params, span, ..
+            } if params.len() == 2 => (fcn, params, span.clone()),
+            _ => {
+                return Err(CompilerError::General {
+                    message: "walk loop without `walk(value, output)` call".to_string(),
+                }
+                .at(call.span()))
+            }
+        };
+        let collection_reg = self.compile_function_call(fcn, &params[..1], span.clone())?;
+        let key_reg = self.alloc_register()?;
+        let value_reg = self.alloc_register()?;
+        let result_reg = self.alloc_register()?;
+        // The `walk(...)` statement itself evaluates to the current pair.
+        self.loop_expr_register_map.insert(call.clone(), value_reg);
+        let out_plan = self.expect_binding_plan_for_expr(&params[1], "walk output argument")?;
+
+        let loop_params_index = self.program.add_loop_params(LoopStartParams {
+            mode: LoopMode::ForEach,
+            collection: collection_reg,
+            key_reg,
+            value_reg,
+            result_reg,
+            body_start: 0,
+            loop_end: 0,
+        });
+        self.emit_instruction(
+            Instruction::LoopStart {
+                params_index: loop_params_index,
+            },
+            &span,
+        );
+        let body_start = self.program.instructions.len() as u16;
+        let out_span = params[1].span().clone();
+        let _ = self
+            .apply_binding_plan(&out_plan, value_reg, &out_span)
+            .map_err(|e| CompilerError::from(e).at(&out_span))?;
+        self.compile_hoisted_loops(remaining_stmts, remaining_loops)?;
+        self.emit_instruction(
+            Instruction::LoopNext {
+                body_start,
+                loop_end: 0,
+            },
+            &span,
+        );
+        let loop_end = self.program.instructions.len() as u16;
+        self.program
+            .update_loop_params(loop_params_index, |params| {
+                params.body_start = body_start;
+                params.loop_end = loop_end;
+            });
+        let loop_next_idx = self.program.instructions.len() - 1;
+        if let Instruction::LoopNext {
+            loop_end: ref mut end,
+            ..
+        } = &mut self.program.instructions[loop_next_idx]
+        {
+            *end = loop_end;
+        }
+        if matches!(
+            self.context_stack.last().map(|c| &c.context_type),
+            Some(ContextType::Every)
+        ) {
+            self.emit_instruction(
+                Instruction::Guard {
+                    register: result_reg,
+                    mode: GuardMode::Condition,
+                },
+                &span,
+            );
+        }
         Ok(())
     }
 
