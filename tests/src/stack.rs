@@ -418,6 +418,9 @@ impl Stack {
     pub fn logs(&self, lines: usize) -> String {
         let mut out = String::new();
         for name in ["kernel.log", "agent.log", "envoy.log", "journal.log"] {
+            if name == "journal.log" && self.journal.is_none() {
+                continue;
+            }
             let text = process::read_log(&self.dir.path().join(name));
             out.push_str(&format!(
                 "--- {name} (last {lines} lines) ---\n{}\n",
