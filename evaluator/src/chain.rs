@@ -140,7 +140,7 @@ pub fn generate(package: &str, chain: &ChainSpec) -> String {
                     // `=` rather than `:=`: unpatched regorus 0.14.1 VMs make the
                     // caller undefined when `:=` binds an undefined function result
                     // (docs/regorus-notes.md), so generated code avoids the form.
-                    "p{i}(ctx) := chain.checked(r, {name}) if {{\n\tr = data.policies.{}.result(ctx, md{i})\n}} else := chain.undefined_result({name})\n",
+                    "p{i}(ctx) := r if {{\n\tr = data.policies.{}.result(ctx, md{i})\n}} else := chain.undefined_result({name})\n",
                     policy_ref(&step.policy)
                 );
             }
@@ -148,9 +148,16 @@ pub fn generate(package: &str, chain: &ChainSpec) -> String {
                 let _ = writeln!(out, "p{i}(_) := {result}\n");
             }
         }
+        // The usual OK results take `chain.fast_next`; any other result is
+        // checked, then proceeds or stops (the policy ran once, in p{i}).
         let _ = writeln!(
             out,
-            "t{i}(acc, r) := s{next}(chain.next(acc, r, {name})) if {{\n\tchain.proceeds(r, {on_failure})\n}} else := chain.stop(acc, r, {name}, {on_failure})\n",
+            "t{i}(acc, r) := s{next}(a) if {{\n\ta = chain.fast_next(acc, r, {name})\n}} else := u{i}(acc, chain.checked(r, {name}))\n",
+            next = i + 1
+        );
+        let _ = writeln!(
+            out,
+            "u{i}(acc, r) := s{next}(chain.next(acc, r, {name})) if {{\n\tchain.proceeds(r, {on_failure})\n}} else := chain.stop(acc, r, {name}, {on_failure})\n",
             next = i + 1
         );
     }
@@ -212,7 +219,8 @@ mod tests {
         assert!(src.contains("package chains.c1"));
         assert!(src.contains("decision := s0(chain.start(input))"));
         assert!(src.contains("data.policies.apiKeyAuth.result(ctx, md0)"));
-        assert!(src.contains("t1(acc, r) := s2(chain.next(acc, r, \"nope\"))"));
+        assert!(src.contains("t1(acc, r) := s2(a) if {\n\ta = chain.fast_next(acc, r, \"nope\")"));
+        assert!(src.contains("u1(acc, r) := s2(chain.next(acc, r, \"nope\"))"));
         assert!(src.contains("s2(acc) := chain.finish(acc)"));
         assert!(!src.contains(" with "), "no `with` in generated code");
     }

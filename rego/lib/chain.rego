@@ -41,6 +41,105 @@ has_immediate(r) if {
 	x.type == "IMMEDIATE_RESPONSE"
 }
 
+# The accumulator after policy `name` returned r, for the usual results only:
+# OK with an object metadata and no instruction, or one or two SET_HEADER /
+# SET_STATE instructions with distinct keys. Undefined otherwise. When
+# defined, checked(r, name) == r, proceeds(r, _) is true and the value equals
+# next(acc, r, name): the generated steps try it first and use checked,
+# proceeds and next for everything else. (No comprehension: on the bytecode
+# VM each costs more than the whole usual case.)
+fast_next(acc, r, name) := out if {
+	r.status == "OK"
+	r.instructions == []
+	m := r.metadata
+	is_object(m)
+	out := {
+		"ctx": acc.ctx,
+		"instructions": acc.instructions,
+		"outcomes": array.concat(acc.outcomes, [{"policy": name, "status": "OK", "message": object.get(r, "message", "")}]),
+		"metadata": object.union(acc.metadata, m),
+	}
+} else := out if {
+	r.status == "OK"
+	instrs := r.instructions
+	is_array(instrs)
+	count(instrs) == 2
+	m := r.metadata
+	is_object(m)
+	hx = _header_change(instrs[0])
+	hy = _header_change(instrs[1])
+	hs := object.union(hx, hy)
+	count(hs) == count(hx) + count(hy)
+	sx = _state_change(instrs[0])
+	sy = _state_change(instrs[1])
+	ss := object.union(sx, sy)
+	count(ss) == count(sx) + count(sy)
+	ctx = _apply_changes(acc.ctx, hs, ss)
+	out := {
+		"ctx": ctx,
+		"instructions": array.concat(acc.instructions, instrs),
+		"outcomes": array.concat(acc.outcomes, [{"policy": name, "status": "OK", "message": object.get(r, "message", "")}]),
+		"metadata": object.union(acc.metadata, m),
+	}
+} else := out if {
+	r.status == "OK"
+	instrs := r.instructions
+	is_array(instrs)
+	count(instrs) == 1
+	m := r.metadata
+	is_object(m)
+	ctx = _apply_changes(acc.ctx, _header_change(instrs[0]), _state_change(instrs[0]))
+	out := {
+		"ctx": ctx,
+		"instructions": array.concat(acc.instructions, instrs),
+		"outcomes": array.concat(acc.outcomes, [{"policy": name, "status": "OK", "message": object.get(r, "message", "")}]),
+		"metadata": object.union(acc.metadata, m),
+	}
+}
+
+# The context after header changes hs and state changes ss (objects), as
+# apply's first branch computes it for SET_HEADER / SET_STATE instructions
+# with distinct keys.
+_apply_changes(ctx, hs, ss) := out if {
+	is_object(ctx)
+	t := {true: "response", false: "request"}[object.get(ctx, "phase", null) == "response"]
+	msg := object.get(ctx, t, {})
+	is_object(msg)
+	headers := object.get(msg, "headers", {})
+	is_object(headers)
+	state := object.get(ctx, "state", {})
+	is_object(state)
+	out := object.union(object.remove(ctx, {t, "state"}), {
+		t: object.union(object.remove(msg, {"headers", "body"}), {
+			"headers": object.union(object.remove(headers, hs), hs),
+			"body": object.get(msg, "body", ""),
+		}),
+		"state": object.union(object.remove(state, ss), ss),
+	})
+}
+
+# One instruction's header change ({} for SET_STATE); undefined for any
+# other instruction.
+_header_change(x) := {lower(x.key): v} if {
+	x.type == "SET_HEADER"
+	is_string(x.key)
+	v := x.value
+} else := {} if {
+	x.type == "SET_STATE"
+	is_string(x.key)
+}
+
+# One instruction's state change ({} for SET_HEADER); undefined for any
+# other instruction.
+_state_change(x) := {x.key: v} if {
+	x.type == "SET_STATE"
+	is_string(x.key)
+	v := x.value
+} else := {} if {
+	x.type == "SET_HEADER"
+	is_string(x.key)
+}
+
 # The accumulator after policy `name` returned r and the chain proceeds.
 # The first two branches are the usual OK results (without, then with
 # instructions) with an object metadata; outcome and metadata_of are inlined

@@ -1,0 +1,97 @@
+package policy_engine.chain_test
+
+import data.policy_engine.chain
+import rego.v1
+
+# chain.fast_next is the shortcut the generated steps try first; wherever it
+# is defined it must give exactly what checked, proceeds and next give. Every
+# context below meets every result below.
+
+contexts := [
+	{"phase": "request", "request": {"headers": {"x-a": "1", "x-user-id": "old"}, "body": "b"}, "state": {"user": "old"}},
+	{"phase": "request", "request": {"headers": {}}, "state": {}},
+	{"phase": "request", "request": {}},
+	{"phase": "response", "request": {"headers": {"x-a": "1"}}, "response": {"headers": {"x-b": "2"}, "body": {"k": 1}}, "state": {"s": 1}},
+	{"phase": "request", "request": {"headers": "not an object"}, "state": {}},
+	{"phase": "request", "request": {"headers": {}}, "state": "not an object"},
+	{"request": {"headers": {"x-a": "1"}}},
+	"not an object",
+]
+
+results := [
+	{"status": "OK", "message": "m", "instructions": [], "metadata": {"k": "v"}},
+	{"status": "OK", "instructions": [], "metadata": {}},
+	{"status": "OK", "message": "m", "instructions": [], "metadata": "not an object"},
+	{"status": "OK", "message": "m", "instructions": [{"type": "SET_HEADER", "key": "X-User-ID", "value": "alice"}], "metadata": {}},
+	{"status": "OK", "message": "m", "instructions": [{"type": "SET_STATE", "key": "user", "value": "alice"}], "metadata": {"a": "1"}},
+	{"status": "OK", "message": "m", "instructions": [
+		{"type": "SET_HEADER", "key": "X-User-ID", "value": "alice"},
+		{"type": "SET_STATE", "key": "user", "value": "alice"},
+	], "metadata": {"user_id": "alice"}},
+	{"status": "OK", "message": "m", "instructions": [
+		{"type": "SET_STATE", "key": "claims", "value": {"sub": "a"}},
+		{"type": "SET_HEADER", "key": "x-a", "value": "2"},
+	], "metadata": {}},
+	{"status": "OK", "message": "m", "instructions": [
+		{"type": "SET_HEADER", "key": "X-A", "value": "1"},
+		{"type": "SET_HEADER", "key": "x-a", "value": "2"},
+	], "metadata": {}},
+	{"status": "OK", "message": "m", "instructions": [
+		{"type": "SET_STATE", "key": "k", "value": 1},
+		{"type": "SET_STATE", "key": "k", "value": 2},
+	], "metadata": {}},
+	{"status": "OK", "message": "m", "instructions": [{"type": "SET_HEADER", "key": "X-A"}], "metadata": {}},
+	{"status": "OK", "message": "m", "instructions": [{"type": "SET_HEADER", "key": 7, "value": "x"}], "metadata": {}},
+	{"status": "OK", "message": "m", "instructions": [{"type": "REMOVE_HEADER", "key": "x-a"}], "metadata": {}},
+	{"status": "OK", "message": "m", "instructions": [{"type": "SET_BODY", "body": "new"}], "metadata": {}},
+	{"status": "OK", "message": "m", "instructions": [
+		{"type": "SET_HEADER", "key": "X-A", "value": "1"},
+		{"type": "IMMEDIATE_RESPONSE", "status_code": 302, "headers": {}, "body": ""},
+	], "metadata": {}},
+	{"status": "OK", "message": "m", "instructions": [null, {"type": "SET_STATE", "key": "k", "value": 1}], "metadata": {}},
+	{"status": "OK", "message": "m", "instructions": {"0": {"type": "SET_STATE", "key": "k", "value": 1}}, "metadata": {}},
+	{"status": "OK", "message": "m", "instructions": "ab", "metadata": {}},
+	{"status": "POLICY_DENIED", "message": "no", "instructions": [], "metadata": {}},
+	{"status": "POLICY_ERROR", "message": "boom", "instructions": [], "metadata": {}},
+	{"status": "SKIPPED", "message": "", "instructions": [], "metadata": {}},
+	{"status": "WEIRD", "message": "", "instructions": [], "metadata": {}},
+]
+
+agrees(acc, r) if {
+	not chain.fast_next(acc, r, "p")
+}
+
+agrees(acc, r) if {
+	fast := chain.fast_next(acc, r, "p")
+	chain.checked(r, "p") == r
+	chain.proceeds(r, "deny")
+	chain.next(acc, r, "p") == fast
+}
+
+test_fast_next_agrees_with_checked_proceeds_and_next if {
+	every c in contexts {
+		every r in results {
+			agrees(chain.start(c), r)
+		}
+	}
+}
+
+# The shortcut is taken for the usual results (not undefined everywhere).
+test_fast_next_covers_the_usual_results if {
+	acc := chain.start(contexts[0])
+	chain.fast_next(acc, results[0], "p")
+	chain.fast_next(acc, results[3], "p")
+	chain.fast_next(acc, results[5], "p")
+	chain.fast_next(acc, results[6], "p")
+	after := chain.fast_next(acc, results[5], "p")
+	after.ctx.request.headers["x-user-id"] == "alice"
+	after.ctx.state.user == "alice"
+	after.ctx.request.body == "b"
+}
+
+test_fast_next_leaves_the_unusual_to_the_reference if {
+	acc := chain.start(contexts[0])
+	every i in [2, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20] {
+		not chain.fast_next(acc, results[i], "p")
+	}
+}
