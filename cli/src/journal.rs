@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use policy_proto::journal::journal_client::JournalClient;
 use policy_proto::journal::{QueryRequest, StoredRecord, VerifyRequest};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 
 /// Where `policyctl up` runs the journal.
 pub const UP_JOURNAL: &str = "https://127.0.0.1:7443";
@@ -51,7 +51,7 @@ struct Connection {
     /// Client certificate name in `--certs`.
     #[arg(long, default_value = OPERATOR)]
     client: String,
-    /// Server name to verify (default: the host of `--journal`, `localhost` for an IP).
+    /// Server name to verify (default: the host of `--journal`).
     #[arg(long)]
     server_name: Option<String>,
 }
@@ -184,42 +184,15 @@ pub fn write_certs(dir: &Path, agents: &[String], hosts: &[String]) -> anyhow::R
 }
 
 async fn connect(conn: &Connection) -> anyhow::Result<JournalClient<Channel>> {
-    let read = |p: PathBuf| {
-        std::fs::read_to_string(&p).with_context(|| {
-            format!(
-                "reading {} (create a set with `policyctl journal certs` or start `policyctl up`)",
-                p.display()
-            )
-        })
-    };
     let paths = journal_client::devcerts::client_paths(&conn.certs, &conn.client);
-    let ca = read(paths.ca)?;
-    let cert = read(paths.cert)?;
-    let key = read(paths.key)?;
-    let uri: tonic::transport::Uri = conn
-        .journal
-        .parse()
-        .with_context(|| format!("invalid journal address `{}`", conn.journal))?;
-    let server_name = conn
-        .server_name
-        .clone()
-        .unwrap_or_else(|| match uri.host() {
-            Some(h) if h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('[') => {
-                h.to_owned()
-            }
-            _ => "localhost".to_owned(),
-        });
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .identity(Identity::from_pem(cert, key))
-        .domain_name(server_name);
-    let channel = Channel::builder(uri)
-        .tls_config(tls)
-        .context("configuring TLS")?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| format!("connecting to the journal at {}", conn.journal))?;
+    let mut cfg = journal_client::ClientConfig::new(&conn.journal, paths.ca, paths.cert, paths.key);
+    cfg.server_name.clone_from(&conn.server_name);
+    let channel = journal_client::connect(&cfg).await.with_context(|| {
+        format!(
+            "connecting to the journal at {} (certificates from `policyctl journal certs` or `policyctl up`)",
+            conn.journal
+        )
+    })?;
     Ok(JournalClient::new(channel))
 }
 

@@ -83,18 +83,15 @@ pub fn build_record(
     let builtins = recorded
         .iter()
         .map(|c| {
-            let mut call = serde_json::json!({
-                "args": c.args.iter().map(to_json).collect::<Vec<_>>(),
-                "result": to_json(&c.result),
-            });
-            Masker::scrub_json(&mut call, &secrets);
+            let mut args: Vec<serde_json::Value> = c.args.iter().map(to_json).collect();
+            let mut result = to_json(&c.result);
+            for v in args.iter_mut().chain(std::iter::once(&mut result)) {
+                Masker::scrub_json(v, &secrets);
+            }
             BuiltinCall {
                 name: c.name.clone(),
-                args: match call["args"].take() {
-                    serde_json::Value::Array(a) => a,
-                    _ => Vec::new(),
-                },
-                result: call["result"].take(),
+                args,
+                result,
             }
         })
         .collect();

@@ -15,7 +15,9 @@ mod mask;
 mod outbox;
 mod record;
 
-pub use client::{ClientCounters, Connectivity, JournalClient, JournalClientHandle};
+pub use client::{
+    ClientCounters, ClientError, Connectivity, JournalClient, JournalClientHandle, connect,
+};
 pub use config::{ClientConfig, ConfigError, LocalLogConfig, OnFull};
 pub use mask::{MASK, Masker};
 pub use outbox::{Appended, LocalLog, LogError, LogStats, SledLog};

@@ -38,55 +38,7 @@ fn build_agent() -> anyhow::Result<PathBuf> {
         }
         return Ok(bin);
     }
-    // The test executable lives in <target>/<profile dir>/deps/.
-    let exe = std::env::current_exe().context("locating the test executable")?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the test executable is not in <target>/<profile>/deps")?;
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => "dev".to_string(),
-        Some(other) => other.to_string(),
-        None => bail!("unexpected target layout {}", profile_dir.display()),
-    };
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(&cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "policy-agent",
-            "--bin",
-            "policy-agent",
-            "--profile",
-            &profile,
-        ])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| {
-            format!(
-                "running `{} build -p policy-agent`",
-                cargo.to_string_lossy()
-            )
-        })?;
-    if !output.status.success() {
-        bail!(
-            "`cargo build -p policy-agent --bin policy-agent` failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let bin = profile_dir.join("policy-agent");
-    if !bin.is_file() {
-        bail!(
-            "built policy-agent but found no {} (set {AGENT_BIN_ENV} to the binary to test)",
-            bin.display()
-        );
-    }
-    Ok(bin)
+    crate::stack::process::workspace_binary("policy-agent", "policy-agent")
 }
 
 /// What an [`AgentProcess`] is configured with (written to its

@@ -20,6 +20,8 @@ use crate::outbox::{LocalLog, LogError, LogStats};
 
 mod session;
 
+pub use session::connect;
+
 #[cfg(test)]
 mod test_server;
 #[cfg(test)]

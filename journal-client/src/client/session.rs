@@ -127,7 +127,9 @@ pub(super) fn backoff(cfg: &ClientConfig, attempt: u32) -> Duration {
     half + half.mul_f64(fastrand::f64())
 }
 
-async fn connect(cfg: &ClientConfig) -> Result<Channel, ClientError> {
+/// A channel to the journal at `cfg.endpoint` over mutual TLS with the
+/// certificate files of `cfg` (also what `policyctl journal` and the tests use).
+pub async fn connect(cfg: &ClientConfig) -> Result<Channel, ClientError> {
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|source| ClientError::ReadPem {
             path: path.to_owned(),

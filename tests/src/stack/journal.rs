@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use anyhow::{Context as _, bail};
 use policy_proto::journal::journal_client::JournalClient;
 use policy_proto::journal::{QueryRequest, StoredRecord, VerifyReport, VerifyRequest};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 
 use super::process::{self, ChildGuard, tail};
 use super::{STARTUP_DEADLINE, eventually};
@@ -158,7 +158,7 @@ impl JournalProcess {
         local_log_dir: &Path,
         limit: Option<(u64, &str)>,
     ) -> String {
-        let certs = self.certs();
+        let paths = journal_client::devcerts::client_paths(&self.certs(), agent_id);
         let q = |p: PathBuf| serde_json::Value::String(p.display().to_string()).to_string();
         format!(
             "  journal:
@@ -182,9 +182,9 @@ impl JournalProcess {
                 })
                 .unwrap_or_default(),
             endpoint = self.endpoint(),
-            ca = q(certs.join("ca.pem")),
-            cert = q(certs.join(format!("{agent_id}.pem"))),
-            key = q(certs.join(format!("{agent_id}-key.pem"))),
+            ca = q(paths.ca),
+            cert = q(paths.cert),
+            key = q(paths.key),
         )
     }
 }
@@ -195,19 +195,9 @@ pub async fn client_with(
     client: &str,
     endpoint: &str,
 ) -> anyhow::Result<JournalClient<Channel>> {
-    let read = |p: PathBuf| {
-        std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
-    };
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read(certs.join("ca.pem"))?))
-        .identity(Identity::from_pem(
-            read(certs.join(format!("{client}.pem")))?,
-            read(certs.join(format!("{client}-key.pem")))?,
-        ))
-        .domain_name("localhost");
-    let channel = Channel::from_shared(endpoint.to_owned())?
-        .tls_config(tls)?
-        .connect()
+    let paths = journal_client::devcerts::client_paths(certs, client);
+    let cfg = journal_client::ClientConfig::new(endpoint, paths.ca, paths.cert, paths.key);
+    let channel = journal_client::connect(&cfg)
         .await
         .with_context(|| format!("connecting to the journal at {endpoint}"))?;
     Ok(JournalClient::new(channel))
