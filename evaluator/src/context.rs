@@ -9,7 +9,6 @@ use policy_proto::agent::{
     StateInstruction, StatusCode, instruction::Payload,
 };
 use regorus::Value;
-use serde::Deserialize;
 
 use crate::error::EvalError;
 
@@ -213,29 +212,43 @@ pub fn build_input(req: &PolicyRequest, limits: InputLimits) -> Result<Value, Ev
     ]))
 }
 
-#[derive(Deserialize)]
-struct RawDecision {
-    status: String,
-    #[serde(default)]
-    policy_name: String,
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    instructions: Vec<serde_json::Value>,
-    #[serde(default)]
-    metadata: BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
-    state: serde_json::Value,
-    #[serde(default)]
-    outcomes: Vec<RawOutcome>,
+/// A field of the decision document: `None` when absent.
+fn field<'a>(doc: &'a Value, key: &str) -> Option<&'a Value> {
+    match doc {
+        Value::Object(o) => o.get(&Value::from(key)),
+        _ => None,
+    }
 }
 
-#[derive(Deserialize)]
-struct RawOutcome {
-    policy: String,
-    status: String,
-    #[serde(default)]
-    message: String,
+fn malformed(what: impl std::fmt::Display) -> EvalError {
+    EvalError::MalformedDecision(what.to_string())
+}
+
+/// A string field; `default` when absent, an error for any other type.
+fn string_field(doc: &Value, key: &str, default: Option<&str>) -> Result<String, EvalError> {
+    match (field(doc, key), default) {
+        (Some(Value::String(s)), _) => Ok(s.to_string()),
+        (None, Some(d)) => Ok(d.to_string()),
+        (None, None) => Err(malformed(format!("missing field `{key}`"))),
+        (Some(other), _) => Err(malformed(format!(
+            "field `{key}` must be a string, got {other}"
+        ))),
+    }
+}
+
+/// An array field; empty when absent, an error for any other type.
+fn array_field<'a>(doc: &'a Value, key: &str) -> Result<&'a [Value], EvalError> {
+    match field(doc, key) {
+        None => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a.as_slice()),
+        Some(other) => Err(malformed(format!(
+            "field `{key}` must be an array, got {other}"
+        ))),
+    }
+}
+
+fn to_json(v: &Value) -> Result<serde_json::Value, EvalError> {
+    serde_json::to_value(v).map_err(malformed)
 }
 
 fn status_code(s: &str) -> StatusCode {
@@ -340,19 +353,36 @@ pub fn decision_to_response(
     decision: &Value,
     max_state_size_bytes: usize,
 ) -> Result<PolicyResponse, EvalError> {
-    let json =
-        serde_json::to_value(decision).map_err(|e| EvalError::MalformedDecision(e.to_string()))?;
-    let raw: RawDecision =
-        serde_json::from_value(json).map_err(|e| EvalError::MalformedDecision(e.to_string()))?;
-    let instructions = raw
-        .instructions
+    if !matches!(decision, Value::Object(_)) {
+        return Err(malformed(format!(
+            "decision must be an object, got {decision}"
+        )));
+    }
+    let status = string_field(decision, "status", None)?;
+    let policy_name = string_field(decision, "policy_name", Some(""))?;
+    let message = string_field(decision, "message", Some(""))?;
+    let instructions = array_field(decision, "instructions")?
         .iter()
-        .map(instruction)
+        .map(|v| instruction(&to_json(v)?))
         .collect::<Result<Vec<_>, _>>()?;
-    let state_json = if raw.state.is_null() {
-        b"{}".to_vec()
-    } else {
-        serde_json::to_vec(&raw.state).map_err(|e| EvalError::MalformedDecision(e.to_string()))?
+    let metadata = match field(decision, "metadata") {
+        None => HashMap::new(),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match k {
+                Value::String(k) => Ok((k.to_string(), value_text(v)?)),
+                other => Err(malformed(format!("metadata key {other} is not a string"))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(malformed(format!(
+                "metadata must be an object, got {other}"
+            )));
+        }
+    };
+    let state_json = match field(decision, "state") {
+        None | Some(Value::Null) => b"{}".to_vec(),
+        Some(state) => serde_json::to_vec(&to_json(state)?).map_err(malformed)?,
     };
     if state_json.len() > max_state_size_bytes {
         return Err(EvalError::StateTooLarge {
@@ -360,29 +390,37 @@ pub fn decision_to_response(
             limit: max_state_size_bytes,
         });
     }
+    let outcomes = array_field(decision, "outcomes")?
+        .iter()
+        .map(|o| {
+            Ok(PolicyOutcome {
+                code: status_code(&string_field(o, "status", None)?) as i32,
+                policy_name: string_field(o, "policy", None)?,
+                message: string_field(o, "message", Some(""))?,
+            })
+        })
+        .collect::<Result<Vec<_>, EvalError>>()?;
     Ok(PolicyResponse {
         request_id: request_id.to_string(),
         instructions,
         status: Some(ResponseStatus {
-            code: status_code(&raw.status) as i32,
-            policy_name: raw.policy_name,
+            code: status_code(&status) as i32,
+            policy_name,
         }),
-        message: raw.message,
-        metadata: raw
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), text(v)))
-            .collect(),
+        message,
+        metadata,
         state_json,
-        outcomes: raw
-            .outcomes
-            .into_iter()
-            .map(|o| PolicyOutcome {
-                code: status_code(&o.status) as i32,
-                policy_name: o.policy,
-                message: o.message,
-            })
-            .collect(),
+        outcomes,
+    })
+}
+
+/// A metadata value as text: strings as they are, null as empty, anything
+/// else as JSON.
+fn value_text(v: &Value) -> Result<String, EvalError> {
+    Ok(match v {
+        Value::String(s) => s.to_string(),
+        Value::Null => String::new(),
+        other => to_json(other)?.to_string(),
     })
 }
 
@@ -519,5 +557,43 @@ mod tests {
         let decision =
             Value::from(serde_json::json!({"status": "OK", "instructions": [{"type": "EXPLODE"}]}));
         assert!(decision_to_response("r", &decision, 100).is_err());
+    }
+
+    #[test]
+    fn decision_documents_are_read_field_by_field() {
+        let decision = Value::from(serde_json::json!({
+            "status": "POLICY_DENIED", "policy_name": "p", "message": "no",
+            "metadata": {"n": 2, "s": "x", "z": null},
+            "state": {"user": "u"},
+            "outcomes": [{"policy": "p", "status": "POLICY_DENIED"}],
+            "extra": true,
+        }));
+        let r = decision_to_response("r", &decision, 100).unwrap();
+        assert_eq!(r.status.unwrap().code, StatusCode::PolicyDenied as i32);
+        assert_eq!(r.message, "no");
+        assert_eq!(r.metadata["n"], "2");
+        assert_eq!(r.metadata["s"], "x");
+        assert_eq!(r.metadata["z"], "");
+        assert_eq!(r.state_json, br#"{"user":"u"}"#);
+        assert_eq!(r.outcomes[0].policy_name, "p");
+        assert_eq!(r.outcomes[0].message, "");
+        for bad in [
+            serde_json::json!([]),
+            serde_json::json!({}),
+            serde_json::json!({"status": 1}),
+            serde_json::json!({"status": "OK", "message": null}),
+            serde_json::json!({"status": "OK", "instructions": {}}),
+            serde_json::json!({"status": "OK", "metadata": []}),
+            serde_json::json!({"status": "OK", "outcomes": [1]}),
+            serde_json::json!({"status": "OK", "outcomes": [{"policy": "p"}]}),
+        ] {
+            let err = decision_to_response("r", &Value::from(bad.clone()), 100).unwrap_err();
+            assert_eq!(err.code(), "malformed_decision", "{bad}");
+        }
+        let big = Value::from(serde_json::json!({"status": "OK", "state": {"k": "v".repeat(200)}}));
+        assert_eq!(
+            decision_to_response("r", &big, 100).unwrap_err().code(),
+            "state_too_large"
+        );
     }
 }

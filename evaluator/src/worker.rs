@@ -6,10 +6,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use regorus::rvm::vm::{ExecutionMode, ExecutionState, RegoVM, SuspendReason, VmError};
+use regorus::rvm::vm::{ExecutionMode, HostAwaitHandler, RegoVM, VmError};
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 
@@ -77,13 +78,17 @@ pub fn evaluate(
                         vm.load_program(program.clone());
                         vm.set_data(set.data.clone())
                             .map_err(|e| EvalError::Engine(e.to_string()))?;
-                        vm.set_execution_mode(ExecutionMode::Suspendable);
+                        vm.set_execution_mode(ExecutionMode::RunToCompletion);
+                        let natives = set.builtins.clone();
+                        vm.set_host_await_handler(Some(HostAwaitHandler(Arc::new(
+                            move |id: &Value, arg: Value| host_call(&natives, id, arg),
+                        ))));
                         vm.set_max_instructions(MAX_INSTRUCTIONS);
                         e.insert(vm)
                     }
                 };
                 set.stats.vm_evaluations.fetch_add(1, Ordering::Relaxed);
-                run_vm(set, vm, input, timer).map(|d| (d, EnginePath::Vm))
+                run_vm(vm, input, timer).map(|d| (d, EnginePath::Vm))
             }
             Exec::Interpreter { engine, .. } => {
                 let engine = w
@@ -129,49 +134,23 @@ pub fn evaluate(
     })
 }
 
-fn run_vm(
-    set: &PolicySet,
-    vm: &mut RegoVM,
-    input: Value,
-    timer: ExecutionTimerConfig,
-) -> Result<Value, EvalError> {
+fn run_vm(vm: &mut RegoVM, input: Value, timer: ExecutionTimerConfig) -> Result<Value, EvalError> {
     vm.set_execution_timer_config(Some(timer));
     vm.set_input(input);
-    let mut step = vm.execute();
-    loop {
-        if let Err(e) = step {
-            return Err(vm_error(&e, timer.limit));
-        }
-        match vm.execution_state() {
-            ExecutionState::Completed { result } => return Ok(result.clone()),
-            ExecutionState::Suspended {
-                reason:
-                    SuspendReason::HostAwait {
-                        identifier,
-                        argument,
-                        ..
-                    },
-                ..
-            } => {
-                let name = match identifier {
-                    Value::String(s) => s.clone(),
-                    other => {
-                        return Err(EvalError::Engine(format!(
-                            "host call with identifier {other}"
-                        )));
-                    }
-                };
-                let args: Vec<Value> = match argument {
-                    Value::Array(a) => a.iter().cloned().collect(),
-                    other => vec![other.clone()],
-                };
-                let (value, _err) = set.builtins.call_lenient(&name, &args);
-                step = vm.resume(Some(value));
-            }
-            ExecutionState::Error { error } => return Err(vm_error(error, timer.limit)),
-            other => return Err(EvalError::Engine(format!("unexpected VM state {other:?}"))),
-        }
-    }
+    vm.execute().map_err(|e| vm_error(&e, timer.limit))
+}
+
+/// Answers a `HostAwait` of the compiled chain: the identifier names the
+/// native builtin, the argument is its argument array.
+fn host_call(natives: &builtins::NativeBuiltins, id: &Value, arg: Value) -> Value {
+    let Value::String(name) = id else {
+        return Value::Undefined;
+    };
+    let args: Vec<Value> = match arg {
+        Value::Array(a) => a.iter().cloned().collect(),
+        other => vec![other],
+    };
+    natives.call_lenient(name, &args).0
 }
 
 fn vm_error(e: &VmError, limit: Duration) -> EvalError {

@@ -399,7 +399,11 @@ impl RegoVM {
                     .unwrap_or(Value::Undefined);
                 match self.execution_mode {
                     ExecutionMode::RunToCompletion => {
-                        let response = self.next_host_await_response(&identifier, dest)?;
+                        // policy-engine patch: a host handler answers directly.
+                        let response = match &self.host_await_handler {
+                            Some(handler) => (handler.0)(&identifier, argument),
+                            None => self.next_host_await_response(&identifier, dest)?,
+                        };
                         self.set_register(dest, response)?;
                         Ok(InstructionOutcome::Continue)
                     }

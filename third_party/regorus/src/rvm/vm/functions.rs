@@ -59,6 +59,22 @@ impl RegoVM {
                 available: program.builtin_info_table.len(),
             })?;
 
+        // policy-engine patch: the most frequent pure builtins are answered
+        // here, from the argument registers, with the same results as their
+        // implementations (which still handle every other case).
+        if let Some(fast) = self
+            .fast_builtins
+            .get(usize::from(params.builtin_index))
+            .copied()
+        {
+            if fast != FastBuiltin::None {
+                if let Some(value) = self.fast_builtin(fast, params.arg_registers())? {
+                    self.set_register(params.dest, value)?;
+                    return Ok(());
+                }
+            }
+        }
+
         let mut args = core::mem::take(&mut self.cached_builtin_args);
         args.clear();
         for &arg_reg in params.arg_registers().iter() {
@@ -166,5 +182,87 @@ impl RegoVM {
         self.memory_check()?;
 
         Ok(())
+    }
+}
+
+/// policy-engine patch: builtins that `execute_builtin_call` answers without
+/// building an argument vector, span and expression list. Each gives exactly
+/// what its implementation in `crate::builtins` gives for the cases it
+/// handles, and hands every other case (`None` from `fast_builtin`) to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastBuiltin {
+    None,
+    IsObject,
+    IsString,
+    IsNumber,
+    IsArray,
+    IsBoolean,
+    IsSet,
+    IsNull,
+    Count,
+    ObjectGet,
+}
+
+impl FastBuiltin {
+    pub(super) fn for_name(name: &str, num_args: u16) -> Self {
+        match (name, num_args) {
+            ("is_object", 1) => Self::IsObject,
+            ("is_string", 1) => Self::IsString,
+            ("is_number", 1) => Self::IsNumber,
+            ("is_array", 1) => Self::IsArray,
+            ("is_boolean", 1) => Self::IsBoolean,
+            ("is_set", 1) => Self::IsSet,
+            ("is_null", 1) => Self::IsNull,
+            ("count", 1) => Self::Count,
+            ("object.get", 3) => Self::ObjectGet,
+            _ => Self::None,
+        }
+    }
+}
+
+impl RegoVM {
+    /// The value of `fast` for the arguments in `regs`, or None to use the
+    /// builtin's implementation. An undefined argument makes the call
+    /// undefined, as in `execute_builtin_call`.
+    fn fast_builtin(&self, fast: FastBuiltin, regs: &[u8]) -> Result<Option<Value>> {
+        let arg = |i: usize| -> Result<&Value> {
+            match regs.get(i) {
+                Some(&r) => self.get_register(r),
+                None => Ok(&Value::Undefined),
+            }
+        };
+        let a = arg(0)?;
+        if *a == Value::Undefined {
+            return Ok(None);
+        }
+        Ok(match fast {
+            FastBuiltin::None => None,
+            FastBuiltin::IsObject => Some(Value::Bool(matches!(a, Value::Object(_)))),
+            FastBuiltin::IsString => Some(Value::Bool(matches!(a, Value::String(_)))),
+            FastBuiltin::IsNumber => Some(Value::Bool(matches!(a, Value::Number(_)))),
+            FastBuiltin::IsArray => Some(Value::Bool(matches!(a, Value::Array(_)))),
+            FastBuiltin::IsBoolean => Some(Value::Bool(matches!(a, Value::Bool(_)))),
+            FastBuiltin::IsSet => Some(Value::Bool(matches!(a, Value::Set(_)))),
+            FastBuiltin::IsNull => Some(Value::Bool(matches!(a, Value::Null))),
+            FastBuiltin::Count => match a {
+                Value::Array(x) => Some(Value::from(x.len())),
+                Value::Set(x) => Some(Value::from(x.len())),
+                Value::Object(x) => Some(Value::from(x.len())),
+                Value::String(x) if x.is_ascii() => Some(Value::from(x.len())),
+                _ => None,
+            },
+            FastBuiltin::ObjectGet => {
+                let key = arg(1)?;
+                let default = arg(2)?;
+                match (a, key) {
+                    (_, Value::Undefined | Value::Array(_)) => None,
+                    (_, _) if *default == Value::Undefined => None,
+                    (Value::Object(obj), key) => {
+                        Some(obj.get(key).cloned().unwrap_or_else(|| default.clone()))
+                    }
+                    _ => None,
+                }
+            }
+        })
     }
 }

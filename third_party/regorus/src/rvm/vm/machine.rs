@@ -208,6 +208,26 @@ pub struct RegoVM {
     /// Cached `Value` representation of `program.metadata`, computed once in
     /// `load_program()` and reused by `LoadMetadata` instructions.
     pub(super) metadata_value: Value,
+
+    /// policy-engine patch: answers `HostAwait` in run-to-completion mode
+    /// (instead of the preloaded responses) when set.
+    pub(super) host_await_handler: Option<HostAwaitHandler>,
+
+    /// policy-engine patch: per entry of the program's builtin table, the
+    /// builtin answered inline by `execute_builtin_call` (see `functions.rs`).
+    pub(super) fast_builtins: Vec<super::functions::FastBuiltin>,
+}
+
+/// policy-engine patch: a host function for `HostAwait` instructions in
+/// run-to-completion mode, called with the instruction's identifier and
+/// argument; its value is the instruction's result.
+#[derive(Clone)]
+pub struct HostAwaitHandler(pub Arc<dyn Fn(&Value, Value) -> Value + Send + Sync>);
+
+impl core::fmt::Debug for HostAwaitHandler {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("HostAwaitHandler")
+    }
 }
 
 #[cfg(all(feature = "allocator-memory-limits", not(miri)))]
@@ -295,6 +315,8 @@ impl RegoVM {
             cached_builtin_args: Vec::new(),
             virtual_element_on_non_collection: false,
             metadata_value: Value::Undefined,
+            host_await_handler: None,
+            fast_builtins: Vec::new(),
         }
     }
 
@@ -339,6 +361,13 @@ impl RegoVM {
 
         // Cache the metadata as a Value for LoadMetadata instructions
         self.metadata_value = program.metadata.to_value();
+
+        // policy-engine patch: builtins answered inline.
+        self.fast_builtins = program
+            .builtin_info_table
+            .iter()
+            .map(|info| super::functions::FastBuiltin::for_name(info.name.as_str(), info.num_args))
+            .collect();
     }
 
     /// Set the compiled policy for default rule evaluation
@@ -433,6 +462,12 @@ impl RegoVM {
     /// Enable or disable single-step execution for suspendable runs
     pub const fn set_step_mode(&mut self, enabled: bool) {
         self.step_mode = enabled;
+    }
+
+    /// policy-engine patch: answer every `HostAwait` in run-to-completion
+    /// mode with `handler` (None: use the preloaded responses).
+    pub fn set_host_await_handler(&mut self, handler: Option<HostAwaitHandler>) {
+        self.host_await_handler = handler;
     }
 
     /// Configure the sequence of HostAwait responses for run-to-completion execution
