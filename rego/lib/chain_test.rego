@@ -55,6 +55,18 @@ results := [
 	{"status": "POLICY_ERROR", "message": "boom", "instructions": [], "metadata": {}},
 	{"status": "SKIPPED", "message": "", "instructions": [], "metadata": {}},
 	{"status": "WEIRD", "message": "", "instructions": [], "metadata": {}},
+	{"status": "OK", "message": "m", "instructions": [
+		{"type": "SET_HEADER", "key": "X-A"},
+		{"type": "SET_STATE", "key": "k", "value": 1},
+	], "metadata": {}},
+	{"status": "OK", "instructions": [
+		{"type": "SET_HEADER", "key": "X-Obj", "value": {"a": 1}},
+		{"type": "SET_STATE", "key": "k", "value": {"b": [1]}},
+	], "metadata": {"m": 1}},
+	{"status": "OK", "message": "m", "instructions": [
+		{"type": "SET_HEADER", "key": "X-A", "value": "1"},
+		{"type": "SET_STATE", "key": 3, "value": 1},
+	], "metadata": {}},
 ]
 
 agrees(acc, r) if {

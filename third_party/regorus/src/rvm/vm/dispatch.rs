@@ -31,6 +31,10 @@ impl RegoVM {
         self.execute_load_and_move(program, instruction)
     }
 
+    // policy-engine patch: the first stages of the dispatch cascade are
+    // inlined into `execute_instruction` (one frame instead of up to six
+    // calls, each passing the outcome back up).
+    #[inline(always)]
     fn execute_load_and_move(
         &mut self,
         program: &Program,
@@ -90,6 +94,7 @@ impl RegoVM {
         }
     }
 
+    #[inline(always)]
     fn execute_arithmetic_instruction(
         &mut self,
         program: &Program,
@@ -166,6 +171,7 @@ impl RegoVM {
         }
     }
 
+    #[inline(always)]
     fn execute_comparison_instruction(
         &mut self,
         program: &Program,
@@ -379,6 +385,7 @@ impl RegoVM {
         }
     }
 
+    #[inline(always)]
     fn execute_call_instruction(
         &mut self,
         program: &Program,
@@ -444,6 +451,7 @@ impl RegoVM {
         }
     }
 
+    #[inline(always)]
     fn execute_collection_instruction(
         &mut self,
         program: &Program,
@@ -772,6 +780,7 @@ impl RegoVM {
         }
     }
 
+    #[inline(always)]
     fn execute_loop_instruction(
         &mut self,
         program: &Program,

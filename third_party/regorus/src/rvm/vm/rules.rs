@@ -556,10 +556,17 @@ impl RegoVM {
     /// body: keeps the first `retained` registers and resets the rest up to
     /// `total` to undefined. Same result as the former
     /// `resize(retained, Undefined)` followed by `resize(total, Undefined)`,
-    /// without cloning `Value::Undefined` per slot.
+    /// but registers that are still undefined (most of them: each body of a
+    /// rule has registers of its own) are left as they are instead of being
+    /// dropped and re-created.
     #[inline]
     fn reset_rule_body_registers(&mut self, retained: usize, total: usize) {
-        self.registers.truncate(retained);
+        self.registers.truncate(total);
+        for register in self.registers.iter_mut().skip(retained) {
+            if !matches!(register, Value::Undefined) {
+                *register = Value::Undefined;
+            }
+        }
         self.registers.resize_with(total, || Value::Undefined);
     }
 
