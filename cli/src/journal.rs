@@ -1,5 +1,6 @@
 //! `policyctl journal`: read the decision journal (`tail`, `export`,
-//! `verify`) and create development certificates (`certs`).
+//! `verify`), read and replace its data document (`data`) and create
+//! development certificates (`certs`).
 //!
 //! Without `--journal`, the commands reach the journal that `policyctl up`
 //! started (`https://127.0.0.1:7443`, certificates in `deploy/local/run/certs`).
@@ -13,6 +14,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use policy_proto::journal::journal_client::JournalClient;
 use policy_proto::journal::{QueryRequest, StoredRecord, VerifyRequest};
 use tonic::transport::Channel;
+
+mod data;
 
 /// Where `policyctl up` runs the journal.
 pub const UP_JOURNAL: &str = "https://127.0.0.1:7443";
@@ -35,6 +38,8 @@ enum JournalCommand {
     Export(ExportArgs),
     /// Check every agent's hash chain and sequence; exit 1 on any gap or break
     Verify(VerifyArgs),
+    /// Read or replace the data document degraded mode caches (roles, whitelists, approvals)
+    Data(data::DataArgs),
     /// Create a development CA, a journal server certificate and client certificates
     Certs(CertsArgs),
 }
@@ -152,6 +157,7 @@ pub fn run(args: &JournalArgs) -> anyhow::Result<ExitCode> {
             JournalCommand::Tail(a) => tail(a).await,
             JournalCommand::Export(a) => export(a).await,
             JournalCommand::Verify(a) => verify(a).await,
+            JournalCommand::Data(a) => data::run(a).await,
             JournalCommand::Certs(_) => Ok(ExitCode::SUCCESS),
         }
     })

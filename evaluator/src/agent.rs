@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
+use policy_degraded::{Tier, Verdict};
 use policy_proto::agent::{
     GetAgentConfigResponse, PolicyInfo as ProtoPolicyInfo, PolicyPhase, PolicyRequest,
     PolicyResponse,
@@ -18,6 +19,7 @@ use crate::builtins::{NativeBuiltins, RateLimiter, RateLimiterConfig, RecordedCa
 use crate::chain::{ChainSpec, OnFailure};
 use crate::config::AgentConfig;
 use crate::context::{InputLimits, build_input, decision_to_response, error_response};
+use crate::degraded::{Decision, DegradedState};
 use crate::error::{EvalError, SetupError};
 use crate::journal::{Journal, RecordError};
 use crate::policyset::{CompiledChain, EngineStats, PolicySet};
@@ -46,6 +48,9 @@ pub struct Execution {
 pub struct Agent {
     config: AgentConfig,
     policies: RwLock<Arc<PolicySet>>,
+    /// The data of the config's files (or the last `replace_data`), before
+    /// the journal-synced document is added as `data.synced`.
+    base_data: RwLock<serde_json::Value>,
     builtins: NativeBuiltins,
     stats: Arc<EngineStats>,
     journal: Option<Journal>,
@@ -67,15 +72,17 @@ impl Agent {
         let builtins = NativeBuiltins::new(Arc::new(limiter));
         let stats = Arc::new(EngineStats::default());
         let registry = Arc::new(PolicyRegistry::builtin()?);
-        let revision = content_revision(&registry, &data);
-        let set = PolicySet::try_new(registry, data, builtins.clone(), &revision, stats.clone())?;
         let journal = match &config.journal {
             Some(settings) => Some(Journal::open(settings.clone())?),
             None => None,
         };
+        let full = with_synced(&data, journal.as_ref());
+        let revision = content_revision(&registry, &full);
+        let set = PolicySet::try_new(registry, full, builtins.clone(), &revision, stats.clone())?;
         Ok(Self {
             config,
             policies: RwLock::new(Arc::new(set)),
+            base_data: RwLock::new(data),
             builtins,
             stats,
             journal,
@@ -94,7 +101,15 @@ impl Agent {
 
     /// Replaces the data (a new snapshot; in-flight requests finish on theirs).
     pub fn replace_data(&self, data: serde_json::Value) -> Result<(), SetupError> {
+        *self.base_data.write() = data;
+        self.rebuild()
+    }
+
+    /// Rebuilds the policy snapshot from the base data and the current
+    /// journal-synced document.
+    fn rebuild(&self) -> Result<(), SetupError> {
         let registry = self.policies().registry.clone();
+        let data = with_synced(&self.base_data.read(), self.journal.as_ref());
         let revision = content_revision(&registry, &data);
         let set = PolicySet::try_new(
             registry,
@@ -105,6 +120,32 @@ impl Agent {
         )?;
         *self.policies.write() = Arc::new(set);
         Ok(())
+    }
+
+    /// Puts each newly synced degraded-mode document into the policy data
+    /// (`data.synced`) until the agent stops. Needs a tokio runtime; returns
+    /// at once without a journal server.
+    pub async fn follow_synced_data(self: Arc<Self>) {
+        let Some(mut versions) = self
+            .journal
+            .as_ref()
+            .and_then(|j| j.degraded())
+            .map(|d| d.versions.subscribe())
+        else {
+            return;
+        };
+        versions.mark_unchanged();
+        while versions.changed().await.is_ok() {
+            let version = *versions.borrow_and_update();
+            match self.rebuild() {
+                Ok(()) => {
+                    tracing::info!(version, revision = %self.policies().revision(), "policy data updated with the synced document");
+                }
+                Err(e) => {
+                    tracing::error!(version, error = %e, "synced document not applied: policies keep the previous data");
+                }
+            }
+        }
     }
 
     /// Engine counters (compiled chains, VM fallbacks, evaluations, panics).
@@ -157,7 +198,14 @@ impl Agent {
     pub fn execute(&self, req: &PolicyRequest) -> Execution {
         let started = Instant::now();
         let set = self.policies();
-        let result = self.run(&set, req);
+        let degraded = self.degraded_verdict(&set, req);
+        let result = match &degraded {
+            Some((_, Verdict::Deny { tier, reason })) => Err(EvalError::DegradedDenied {
+                tier: tier.as_str(),
+                reason: reason.clone(),
+            }),
+            _ => self.run(&set, req),
+        };
         let duration = started.elapsed();
         let mut exec = match result {
             Ok((response, engine, recorded)) => Execution {
@@ -182,8 +230,20 @@ impl Agent {
                 }
             }
         };
+        if let Some((state, verdict)) = &degraded {
+            let tier = verdict.tier();
+            exec.response
+                .metadata
+                .insert("degraded_tier".to_string(), tier.as_str().to_string());
+            let allowed = exec
+                .response
+                .status
+                .as_ref()
+                .is_some_and(|s| s.code == policy_proto::agent::StatusCode::Ok as i32);
+            state.count(tier, allowed);
+        }
         if let Some(journal) = &self.journal {
-            let record = build_record(
+            let mut record = build_record(
                 &journal.settings.records,
                 req,
                 &exec.response,
@@ -191,15 +251,47 @@ impl Agent {
                 set.revision(),
                 duration,
             );
+            if let Some((_, verdict)) = &degraded {
+                record.mode = format!("degraded:{}", verdict.tier().as_str());
+            }
             match journal.append(record) {
+                Ok(None) if degraded.is_some() => {
+                    self.fail_closed(&mut exec, req, &RecordError::DroppedWhileDegraded);
+                }
                 Ok(seq) => {
                     exec.record_seq = seq;
-                    exec.sync_required = req.audit_strict && seq.is_some();
+                    // A degraded decision is on disk before it is answered.
+                    exec.sync_required = (req.audit_strict || degraded.is_some()) && seq.is_some();
                 }
                 Err(e) => self.fail_closed(&mut exec, req, &e),
             }
         }
         exec
+    }
+
+    /// In degraded mode, the degraded-mode state and the verdict for the
+    /// request's chain; `None` in normal mode (or without a journal server).
+    fn degraded_verdict(
+        &self,
+        set: &PolicySet,
+        req: &PolicyRequest,
+    ) -> Option<(Arc<DegradedState>, Verdict)> {
+        let state = self.journal.as_ref()?.degraded()?;
+        let steps: Vec<(&str, Tier)> = req
+            .policies
+            .iter()
+            .map(|p| {
+                let tier = set
+                    .registry()
+                    .get(&p.name)
+                    .map_or(Tier::Complex, |r| r.info.tier);
+                (p.name.as_str(), tier)
+            })
+            .collect();
+        match state.decide(&steps) {
+            Decision::Normal => None,
+            Decision::Degraded(v) => Some((state.clone(), v)),
+        }
     }
 
     /// Waits until the record `seq` is synced to disk (`audit: strict`);
@@ -349,6 +441,22 @@ fn request_chain_key(req: &PolicyRequest) -> u64 {
     }
     // Keep raw keys apart from content fingerprints.
     h.finish() | 1 << 63
+}
+
+/// `data` with the journal-synced degraded-mode document as `synced` (the
+/// key is reserved: the synced document wins).
+fn with_synced(data: &serde_json::Value, journal: Option<&Journal>) -> serde_json::Value {
+    let Some(snapshot) = journal
+        .and_then(|j| j.degraded())
+        .and_then(|d| d.snapshot.current())
+    else {
+        return data.clone();
+    };
+    let mut out = data.clone();
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert("synced".to_string(), snapshot.data.clone());
+    }
+    out
 }
 
 fn content_revision(registry: &PolicyRegistry, data: &serde_json::Value) -> String {

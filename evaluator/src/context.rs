@@ -429,20 +429,25 @@ fn value_text(v: &Value) -> Result<String, EvalError> {
 pub fn error_response(request_id: &str, err: &EvalError) -> PolicyResponse {
     let code = match err {
         EvalError::Timeout { .. } => StatusCode::Timeout,
+        EvalError::DegradedDenied { .. } => StatusCode::PolicyDenied,
         _ => StatusCode::PolicyError,
     };
-    let body = serde_json::json!({"error": err.to_string(), "code": err.code()}).to_string();
+    let mut headers = HashMap::from([("content-type".to_string(), "application/json".to_string())]);
+    let mut body = serde_json::json!({"error": err.to_string(), "code": err.code()});
+    let mut metadata = HashMap::from([("error_code".to_string(), err.code().to_string())]);
+    if let EvalError::DegradedDenied { tier, .. } = err {
+        headers.insert("x-policy-degraded".to_string(), (*tier).to_string());
+        body["tier"] = serde_json::json!(tier);
+        metadata.insert("degraded_tier".to_string(), (*tier).to_string());
+    }
     PolicyResponse {
         request_id: request_id.to_string(),
         instructions: vec![Instruction {
             r#type: InstructionType::ImmediateResponse as i32,
             payload: Some(Payload::ImmediateResponse(ImmediateResponse {
                 status_code: err.http_status(),
-                headers: HashMap::from([(
-                    "content-type".to_string(),
-                    "application/json".to_string(),
-                )]),
-                body: body.into_bytes(),
+                headers,
+                body: body.to_string().into_bytes(),
             })),
         }],
         status: Some(ResponseStatus {
@@ -450,7 +455,7 @@ pub fn error_response(request_id: &str, err: &EvalError) -> PolicyResponse {
             policy_name: String::new(),
         }),
         message: err.to_string(),
-        metadata: HashMap::from([("error_code".to_string(), err.code().to_string())]),
+        metadata,
         state_json: Vec::new(),
         outcomes: Vec::new(),
     }

@@ -62,6 +62,10 @@ pub enum EvalError {
     /// failing, or not synced in time on an `audit: strict` route): fail closed.
     #[error("decision record not written ({code}): {reason}")]
     RecordNotWritten { code: &'static str, reason: String },
+    /// Degraded mode (the journal is unreachable) does not let this chain
+    /// run: a tier that needs the journal, or cached data too old.
+    #[error("{reason}")]
+    DegradedDenied { tier: &'static str, reason: String },
 }
 
 impl EvalError {
@@ -78,6 +82,7 @@ impl EvalError {
             Self::MalformedDecision(_) => "malformed_decision",
             Self::Panic(_) => "engine_panic",
             Self::RecordNotWritten { .. } => "record_not_written",
+            Self::DegradedDenied { .. } => "degraded_denied",
         }
     }
 
@@ -87,7 +92,7 @@ impl EvalError {
             Self::BodyTooLarge { .. } => 413,
             Self::InvalidRequest(_) => 400,
             Self::Timeout { .. } => 504,
-            Self::RecordNotWritten { .. } => 503,
+            Self::RecordNotWritten { .. } | Self::DegradedDenied { .. } => 503,
             _ => 500,
         }
     }

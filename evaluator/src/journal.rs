@@ -12,6 +12,10 @@ use journal_client::{
 };
 use serde::Deserialize;
 
+use policy_degraded::DegradedConfig;
+use policy_degraded::config::RawDegradedConfig;
+
+use crate::degraded::{DegradedState, SNAPSHOT_FILE};
 use crate::error::SetupError;
 use crate::records::RecordSettings;
 
@@ -40,6 +44,18 @@ pub(crate) struct RawJournal {
     /// The journal server to stream to; without it records stay in the log.
     #[serde(default)]
     server: Option<ClientConfig>,
+    /// Degraded mode while the server is unreachable (DESIGN §7); needs
+    /// `server`. Absent: the defaults of `policy_degraded::DegradedConfig`.
+    #[serde(default)]
+    degraded: Option<RawDegradedConfig>,
+    /// How often the degraded-mode data is fetched from the server,
+    /// milliseconds (default 2000).
+    #[serde(default = "default_data_sync_interval")]
+    data_sync_interval_ms: u64,
+}
+
+const fn default_data_sync_interval() -> u64 {
+    2000
 }
 
 fn default_environment() -> String {
@@ -57,6 +73,9 @@ pub struct JournalSettings {
     pub local_log: LocalLogConfig,
     pub server: Option<ClientConfig>,
     pub strict_sync_timeout: Duration,
+    /// Degraded-mode settings; `Some` exactly when `server` is set.
+    pub degraded: Option<DegradedConfig>,
+    pub data_sync_interval: Duration,
 }
 
 impl RawJournal {
@@ -113,6 +132,26 @@ impl RawJournal {
             }
             None => None,
         };
+        let degraded = match (self.degraded, &server) {
+            (Some(_), None) => {
+                return Err(field(
+                    "degraded",
+                    "needs `server`: degraded mode follows the journal server's reachability"
+                        .into(),
+                ));
+            }
+            (raw, Some(_)) => Some(
+                DegradedConfig::try_from(raw.unwrap_or_default())
+                    .map_err(|e| field("degraded", e))?,
+            ),
+            (None, None) => None,
+        };
+        if !(100..=3_600_000).contains(&self.data_sync_interval_ms) {
+            return Err(field(
+                "data_sync_interval_ms",
+                "must be between 100 and 3600000".into(),
+            ));
+        }
         if self.environment.trim().is_empty() {
             return Err(field("environment", "must not be empty".into()));
         }
@@ -131,6 +170,8 @@ impl RawJournal {
             local_log,
             server,
             strict_sync_timeout: Duration::from_millis(self.strict_sync_timeout_ms),
+            degraded,
+            data_sync_interval: Duration::from_millis(self.data_sync_interval_ms),
         })
     }
 }
@@ -146,6 +187,10 @@ pub struct Journal {
     /// cross-thread futex call; the client also polls).
     last_notify_ms: std::sync::atomic::AtomicU64,
     opened: std::time::Instant,
+    /// Degraded mode, when a server is configured.
+    degraded: Option<Arc<DegradedState>>,
+    /// Stops the degraded-mode tasks.
+    tasks_shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// Longest a new record waits before the streaming client is woken for it.
@@ -156,6 +201,10 @@ const NOTIFY_EVERY_MS: u64 = 5;
 pub enum RecordError {
     #[error("decision record not written: {0}")]
     Log(#[from] LogError),
+    /// The log is full and drops records, but a degraded decision must be
+    /// recorded before it is answered.
+    #[error("decision record dropped (local log full), and degraded decisions must be recorded")]
+    DroppedWhileDegraded,
 }
 
 impl RecordError {
@@ -163,6 +212,7 @@ impl RecordError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Log(e) => e.code(),
+            Self::DroppedWhileDegraded => "log_full",
         }
     }
 }
@@ -173,12 +223,29 @@ impl Journal {
         let log = SledLog::open(settings.local_log.clone()).map_err(|e| SetupError::Journal {
             reason: e.to_string(),
         })?;
+        let degraded = match &settings.degraded {
+            Some(config) => {
+                let path = settings.local_log.dir.join(SNAPSHOT_FILE);
+                let snapshot = policy_degraded::SnapshotStore::open(&path).map_err(|e| {
+                    SetupError::Journal {
+                        reason: format!("{e} (move it away to start without cached data)"),
+                    }
+                })?;
+                if let Some(s) = snapshot.current() {
+                    tracing::info!(version = s.version, synced_at = %s.synced_at, "degraded-mode data loaded from the local snapshot");
+                }
+                Some(Arc::new(DegradedState::new(config.clone(), snapshot)))
+            }
+            None => None,
+        };
         Ok(Self {
             settings,
             log: Arc::new(log),
             client: parking_lot::Mutex::new(None),
             last_notify_ms: std::sync::atomic::AtomicU64::new(0),
             opened: std::time::Instant::now(),
+            degraded,
+            tasks_shutdown: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -191,8 +258,26 @@ impl Journal {
         let mut client = self.client.lock();
         if client.is_none() {
             let log: Arc<dyn LocalLog> = self.log.clone();
-            *client = Some(JournalClient::spawn(server, log));
+            let handle = JournalClient::spawn(server.clone(), log);
+            if let Some(state) = &self.degraded {
+                tokio::spawn(crate::degraded::follow_connectivity(
+                    state.clone(),
+                    handle.subscribe(),
+                ));
+                tokio::spawn(crate::degraded::sync_data(
+                    server,
+                    self.settings.data_sync_interval,
+                    state.clone(),
+                    self.tasks_shutdown.subscribe(),
+                ));
+            }
+            *client = Some(handle);
         }
+    }
+
+    /// Degraded mode, when a server is configured.
+    pub fn degraded(&self) -> Option<&Arc<DegradedState>> {
+        self.degraded.as_ref()
     }
 
     /// Appends `record`; returns its seq, or `None` when the log dropped it
@@ -238,6 +323,7 @@ impl Journal {
 
     /// Stops the client after shipping what it can within its grace period.
     pub async fn shutdown(&self) {
+        self.tasks_shutdown.send_replace(true);
         let client = self.client.lock().take();
         if let Some(c) = client {
             let stats = c.shutdown().await;

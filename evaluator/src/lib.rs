@@ -12,6 +12,7 @@ pub mod chain;
 mod config;
 mod context;
 mod data;
+pub mod degraded;
 mod error;
 mod journal;
 mod policyset;

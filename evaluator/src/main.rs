@@ -55,6 +55,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let agent = Arc::new(Agent::try_new(config)?);
     if let Some(journal) = agent.journal() {
         journal.start_client();
+        tokio::spawn(agent.clone().follow_synced_data());
         let stats = journal.stats();
         tracing::info!(
             agent_id = %journal.settings.records.agent_id,

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use policy_proto::agent::health_response::ServingStatus;
 use policy_proto::agent::policy_agent_server::{PolicyAgent, PolicyAgentServer};
 use policy_proto::agent::{
-    GetAgentConfigRequest, GetAgentConfigResponse, HealthRequest, HealthResponse, JournalStatus,
-    PolicyRequest, PolicyResponse, PrepareChainsRequest, PrepareChainsResponse,
+    DegradedStatus, GetAgentConfigRequest, GetAgentConfigResponse, HealthRequest, HealthResponse,
+    JournalStatus, PolicyRequest, PolicyResponse, PrepareChainsRequest, PrepareChainsResponse,
+    TierDecisions,
 };
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
@@ -107,6 +108,7 @@ impl PolicyAgent for AgentService {
                 pending_bytes: s.pending_bytes,
                 dropped_total: s.dropped_total,
                 denied_full_total: s.denied_full_total,
+                degraded: j.degraded().map(|d| degraded_status(&d.status())),
             }
         });
         Ok(Response::new(HealthResponse {
@@ -114,6 +116,29 @@ impl PolicyAgent for AgentService {
             policy_revision: self.agent.policies().revision().to_string(),
             journal,
         }))
+    }
+}
+
+fn degraded_status(s: &crate::degraded::DegradedStatus) -> DegradedStatus {
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    DegradedStatus {
+        mode: s.mode.as_str().to_string(),
+        in_mode_ms: ms(s.in_mode),
+        transitions: s.transitions,
+        snapshot_version: s.snapshot_version.unwrap_or(0),
+        snapshot_age_ms: s
+            .snapshot_age
+            .map_or(-1, |a| i64::try_from(a.as_millis()).unwrap_or(i64::MAX)),
+        decisions: s
+            .decisions
+            .iter()
+            .map(|((tier, outcome), count)| TierDecisions {
+                tier: tier.as_str().to_string(),
+                outcome: (*outcome).to_string(),
+                count: *count,
+            })
+            .collect(),
+        sync_failures: s.sync_failures,
     }
 }
 

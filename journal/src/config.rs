@@ -16,6 +16,8 @@
 //! #   schema: journal             # optional, default `public`
 //! #   pool_size: 8                # optional, connections per server (default 8)
 //! readers: [policyctl, auditor]   # optional: who may Query/Tail/Verify (default: any client)
+//! data_writers: [policyctl]       # optional: who may PutData (default: [policyctl]; [] for
+//!                                 # nobody); any client may GetData
 //! tail_poll_ms: 500               # optional: Tail polling interval (default 500)
 //! ```
 
@@ -34,6 +36,10 @@ pub struct RawConfig {
     pub storage: RawStorage,
     #[serde(default)]
     pub readers: Option<Vec<String>>,
+    /// Identities allowed to replace the data document with `PutData`
+    /// (default [`DEFAULT_DATA_WRITERS`]).
+    #[serde(default)]
+    pub data_writers: Option<Vec<String>>,
     /// Milliseconds between `Tail` polls for records committed by other
     /// servers (default 500).
     #[serde(default)]
@@ -111,11 +117,16 @@ pub struct JournalConfig {
     pub storage: StorageConfig,
     /// Identities allowed to read (`None`: every authenticated client).
     pub readers: Option<Vec<String>>,
+    /// Identities allowed to `PutData` (every client may `GetData`).
+    pub data_writers: Vec<String>,
     pub tail_poll: Duration,
 }
 
 /// Default `Tail` polling interval.
 pub const DEFAULT_TAIL_POLL: Duration = Duration::from_millis(500);
+
+/// Who may `PutData` when the file does not say: the operator's tool.
+pub const DEFAULT_DATA_WRITERS: &[&str] = &["policyctl"];
 
 impl JournalConfig {
     /// Reads and validates `path`.
@@ -196,6 +207,21 @@ impl JournalConfig {
         {
             return Err(invalid("readers", format!("empty identity `{bad}`")));
         }
+        let data_writers = match raw.data_writers {
+            Some(writers) => {
+                if writers.iter().any(String::is_empty) {
+                    return Err(invalid(
+                        "data_writers",
+                        "identities must not be empty".into(),
+                    ));
+                }
+                writers
+            }
+            None => DEFAULT_DATA_WRITERS
+                .iter()
+                .map(|w| (*w).to_owned())
+                .collect(),
+        };
         let tail_poll = match raw.tail_poll_ms {
             Some(0) => return Err(invalid("tail_poll_ms", "must be at least 1".into())),
             Some(ms) => Duration::from_millis(ms),
@@ -206,6 +232,7 @@ impl JournalConfig {
             tls,
             storage,
             readers: raw.readers,
+            data_writers,
             tail_poll,
         })
     }

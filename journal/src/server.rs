@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use policy_proto::journal::journal_server::{Journal, JournalServer};
 use policy_proto::journal::{
-    AppendAck, AppendRequest, QueryRequest, RecordEnvelope, StoredRecord, VerifyReport,
-    VerifyRequest,
+    AppendAck, AppendRequest, DataSnapshot, GetDataRequest, PutDataRequest, QueryRequest,
+    RecordEnvelope, StoredRecord, VerifyReport, VerifyRequest,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -21,9 +21,10 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::{JournalConfig, StorageConfig};
+use crate::data::{DataDocument, MAX_MESSAGE_BYTES};
 use crate::identity::client_identity;
 use crate::store::{
-    AnyStore, OrderKey, PAGE_SIZE, PgStore, QueryFilter, SledStore, Store, StoreError,
+    AnyStore, OrderKey, PAGE_SIZE, PgStore, QueryFilter, SledStore, Store, StoreError, StoredData,
 };
 
 /// How long shutdown waits for open streams before closing them.
@@ -52,23 +53,27 @@ pub enum ServeError {
 pub struct JournalService<S> {
     store: S,
     readers: Option<Arc<HashSet<String>>>,
+    data_writers: Arc<HashSet<String>>,
     tail_poll: Duration,
     shutdown: watch::Receiver<bool>,
 }
 
 impl<S: Store + Clone> JournalService<S> {
     /// A service over `store`. `readers`: identities allowed to query
-    /// (`None`: any authenticated client). Streams end when `shutdown`
+    /// (`None`: any authenticated client); `data_writers`: identities
+    /// allowed to replace the data document. Streams end when `shutdown`
     /// becomes true.
     pub fn new(
         store: S,
         readers: Option<Vec<String>>,
+        data_writers: Vec<String>,
         tail_poll: Duration,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
             store,
             readers: readers.map(|r| Arc::new(r.into_iter().collect())),
+            data_writers: Arc::new(data_writers.into_iter().collect()),
             tail_poll,
             shutdown,
         }
@@ -86,6 +91,20 @@ impl<S: Store + Clone> JournalService<S> {
         }
         Ok(identity)
     }
+
+    fn authorize_data_writer<T>(&self, request: &Request<T>) -> Result<String, Status> {
+        let identity = client_identity(request)?;
+        if !self.data_writers.contains(&identity) {
+            tracing::warn!(
+                identity,
+                "data write from a client not in `data_writers` rejected"
+            );
+            return Err(Status::permission_denied(format!(
+                "`{identity}` may not write the data document"
+            )));
+        }
+        Ok(identity)
+    }
 }
 
 /// The one place store errors become gRPC statuses.
@@ -94,7 +113,18 @@ fn status_of(e: &StoreError) -> Status {
         StoreError::WrongAgent { .. } | StoreError::InvalidAgent(_) => {
             Status::invalid_argument(e.to_string())
         }
+        StoreError::VersionConflict { .. } => Status::failed_precondition(e.to_string()),
         _ => Status::unavailable(format!("journal storage error: {e}")),
+    }
+}
+
+fn snapshot(data: StoredData) -> DataSnapshot {
+    DataSnapshot {
+        version: data.version,
+        unchanged: data.json.is_none(),
+        data_json: data.json.map(String::into_bytes).unwrap_or_default(),
+        updated_at: data.updated_at,
+        updated_by: data.updated_by,
     }
 }
 
@@ -276,6 +306,50 @@ impl<S: Store + Clone> Journal for JournalService<S> {
             .map_err(|e| status_of(&e))?;
         Ok(Response::new(VerifyReport { agents }))
     }
+
+    /// Any authenticated client (agents poll with the version they hold).
+    async fn get_data(
+        &self,
+        request: Request<GetDataRequest>,
+    ) -> Result<Response<DataSnapshot>, Status> {
+        let identity = client_identity(&request)?;
+        let known = request.get_ref().known_version;
+        let data = self.store.get_data(known).await.map_err(|e| {
+            tracing::error!(identity, error = %e, "reading the data document failed");
+            status_of(&e)
+        })?;
+        Ok(Response::new(snapshot(data)))
+    }
+
+    /// Only `data_writers`. The document is validated and normalized
+    /// ([`DataDocument`]) and never logged.
+    async fn put_data(
+        &self,
+        request: Request<PutDataRequest>,
+    ) -> Result<Response<DataSnapshot>, Status> {
+        let identity = self.authorize_data_writer(&request)?;
+        let put = request.into_inner();
+        let document = DataDocument::try_from_json(&put.data_json).map_err(|e| {
+            // Debug only: the reason may quote parts of the document.
+            tracing::debug!(identity, error = %e, "data document rejected");
+            Status::invalid_argument(e.to_string())
+        })?;
+        let expected = (put.expected_version != 0).then_some(put.expected_version);
+        let data = self
+            .store
+            .put_data(&document, expected, &identity)
+            .await
+            .map_err(|e| {
+                if matches!(e, StoreError::VersionConflict { .. }) {
+                    tracing::info!(identity, error = %e, "data document not written");
+                } else {
+                    tracing::error!(identity, error = %e, "data document not written");
+                }
+                status_of(&e)
+            })?;
+        tracing::info!(identity, version = data.version, "data document replaced");
+        Ok(Response::new(snapshot(data)))
+    }
 }
 
 /// Completes when `shutdown` becomes true (or its sender is gone).
@@ -393,12 +467,20 @@ pub async fn start_with_store<S: Store + Clone>(
         source,
     })?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let service = JournalService::new(store, config.readers, config.tail_poll, shutdown_rx);
+    let service = JournalService::new(
+        store,
+        config.readers,
+        config.data_writers,
+        config.tail_poll,
+        shutdown_rx,
+    );
     let mut stop = shutdown.subscribe();
     let router = tonic::transport::Server::builder()
         .tls_config(tls)
         .map_err(ServeError::Tls)?
-        .add_service(JournalServer::new(service));
+        // Above tonic's 4 MiB default, so that a data document over its own
+        // limit is answered INVALID_ARGUMENT with the reason.
+        .add_service(JournalServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES));
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(async move {
         router

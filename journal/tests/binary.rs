@@ -53,6 +53,14 @@ fn invalid_configs_name_the_file_and_field_and_exit_non_zero() {
             ),
             "field `storage.pool_size`",
         ),
+        (
+            format!("{GOOD}data_writers: [policyctl, \"\"]\n"),
+            "field `data_writers`",
+        ),
+        (
+            format!("{GOOD}data_writer: [policyctl]\n"),
+            "unknown field `data_writer`",
+        ),
     ];
     for (body, want) in cases {
         let path = write_config(dir.path(), &body);

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{PgSchema, chain};
-use policy_journal::{QueryFilter, Store, query_all};
+use policy_journal::{DataDocument, QueryFilter, Store, StoreError, query_all};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_append_for_different_agents_concurrently() {
@@ -109,6 +109,39 @@ async fn tail_sees_commits_of_another_server() {
         .await
         .unwrap();
     assert_eq!(new.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_putting_data_at_once_make_each_version_once() {
+    let schema = PgSchema::new();
+    let (s1, s2) = (schema.store().await, schema.store().await);
+    let doc = |name: String| DataDocument {
+        platform_admins: vec![name],
+        ..DataDocument::default()
+    };
+    let mut current = 0;
+    for round in 1..=10 {
+        // Both expect the current version: exactly one wins.
+        let (d1, d2) = (doc(format!("s1-{round}")), doc(format!("s2-{round}")));
+        let (a, b) = tokio::join!(
+            s1.put_data(&d1, Some(current), "s1"),
+            s2.put_data(&d2, Some(current), "s2")
+        );
+        let (won, lost) = match (a, b) {
+            (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+            other => panic!("round {round}: exactly one put must win: {other:?}"),
+        };
+        assert_eq!(won.version, current + 1);
+        assert!(matches!(lost, StoreError::VersionConflict { .. }), "{lost}");
+        // Both without a condition: two distinct versions, none lost.
+        let (a, b) = tokio::join!(s1.put_data(&d1, None, "s1"), s2.put_data(&d2, None, "s2"));
+        let mut versions = [a.unwrap().version, b.unwrap().version];
+        versions.sort();
+        assert_eq!(versions, [current + 2, current + 3]);
+        current = s2.get_data(0).await.unwrap().version;
+        assert_eq!(current, versions[1]);
+        assert_eq!(s1.get_data(0).await.unwrap().version, current);
+    }
 }
 
 #[test]

@@ -12,7 +12,10 @@ use common::{Spec, chain, decision, envelope};
 use journal_client::devcerts::{DevCa, write_dev_set};
 use policy_journal::{JournalConfig, RunningJournal, StorageConfig, TlsMaterial};
 use policy_proto::journal::journal_client::JournalClient;
-use policy_proto::journal::{AppendRequest, QueryRequest, RecordEnvelope, VerifyRequest};
+use policy_proto::journal::{
+    AppendRequest, DataSnapshot, GetDataRequest, PutDataRequest, QueryRequest, RecordEnvelope,
+    VerifyRequest,
+};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -51,6 +54,10 @@ struct Fixture {
 }
 
 async fn start(readers: Option<Vec<String>>) -> Fixture {
+    start_with(readers, vec!["policyctl".into()]).await
+}
+
+async fn start_with(readers: Option<Vec<String>>, data_writers: Vec<String>) -> Fixture {
     logs();
     let certs = tempfile::tempdir().unwrap();
     write_dev_set(certs.path(), &[], &["agent-1", "agent-2", "policyctl"]).unwrap();
@@ -67,6 +74,7 @@ async fn start(readers: Option<Vec<String>>) -> Fixture {
             path: data.path().join("journal"),
         },
         readers,
+        data_writers,
         tail_poll: Duration::from_millis(50),
     };
     let server = policy_journal::start(config).await.unwrap();
@@ -349,4 +357,192 @@ async fn tail_streams_backlog_then_new_records() {
         .await
         .expect("shutdown within the grace period")
         .unwrap();
+}
+
+const DOC: &str = r#"{"role_bindings": {"alice": ["admin"]}, "platform_admins": ["root"],
+  "approvals": {"op-1": {"operation": "restart", "requested_by": "alice", "approved_by": "bob",
+  "approver_roles": ["sre"], "expires_at": "2026-11-23T10:00:00Z"}}}"#;
+
+fn put(json: &str, expected_version: u64) -> PutDataRequest {
+    PutDataRequest {
+        data_json: json.as_bytes().to_vec(),
+        expected_version,
+    }
+}
+
+async fn get(client: &mut JournalClient<Channel>, known_version: u64) -> DataSnapshot {
+    client
+        .get_data(GetDataRequest { known_version })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_data_by_a_non_writer_is_denied_and_logged() {
+    // A marker only the document contains: it must never reach the log.
+    let secret = "only-in-the-document-4f1c";
+    let f = start_with(None, vec!["policyctl".into(), "agent-2".into()]).await;
+    let mut agent = f.client("agent-1").await;
+    let doc = format!(r#"{{"platform_admins": ["{secret}"]}}"#);
+    let err = agent.put_data(put(&doc, 0)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("agent-1"), "{}", err.message());
+    // Nothing was written.
+    assert_eq!(get(&mut agent, 0).await.version, 0);
+    let text = String::from_utf8(logs().lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("data write from a client not in `data_writers` rejected"))
+        .unwrap_or_else(|| panic!("not logged: {text}"));
+    assert!(line.contains("WARN") && line.contains("agent-1"), "{line}");
+    assert!(!text.contains(secret), "the document was logged: {text}");
+    // Another identity listed in `data_writers` may write.
+    let mut writer = f.client("agent-2").await;
+    let snap = writer.put_data(put(&doc, 0)).await.unwrap().into_inner();
+    assert_eq!((snap.version, snap.updated_by.as_str()), (1, "agent-2"));
+    f.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_data_by_a_writer_makes_versions_any_client_reads() {
+    // `readers` restricts Query/Tail/Verify, not GetData.
+    let f = start(Some(vec!["policyctl".into()])).await;
+    let mut agent = f.client("agent-1").await;
+    let empty = get(&mut agent, 0).await;
+    assert_eq!((empty.version, empty.unchanged), (0, false));
+    assert_eq!(
+        empty.data_json,
+        br#"{"role_bindings":{},"command_whitelists":{},"platform_admins":[],"approvals":{}}"#
+    );
+
+    let mut ops = f.client("policyctl").await;
+    let snap = ops.put_data(put(DOC, 0)).await.unwrap().into_inner();
+    assert_eq!(snap.version, 1);
+    assert!(!snap.unchanged);
+    assert_eq!(snap.updated_by, "policyctl");
+    assert!(
+        time::OffsetDateTime::parse(
+            &snap.updated_at,
+            &time::format_description::well_known::Rfc3339
+        )
+        .is_ok(),
+        "{}",
+        snap.updated_at
+    );
+    let normalized: serde_json::Value = serde_json::from_slice(&snap.data_json).unwrap();
+    assert_eq!(normalized["command_whitelists"], serde_json::json!({}));
+    assert_eq!(
+        normalized["role_bindings"]["alice"],
+        serde_json::json!(["admin"])
+    );
+
+    // An agent reads it, then polls with the version it holds.
+    let read = get(&mut agent, 0).await;
+    assert_eq!(read, snap);
+    let polled = get(&mut agent, 1).await;
+    assert!(polled.unchanged);
+    assert!(polled.data_json.is_empty());
+    assert_eq!(polled.version, 1);
+
+    // Optimistic concurrency.
+    let stale = ops.put_data(put(DOC, 7)).await.unwrap_err();
+    assert_eq!(stale.code(), Code::FailedPrecondition, "{stale:?}");
+    assert!(
+        stale.message().contains("current version is 1"),
+        "{}",
+        stale.message()
+    );
+    let next = ops.put_data(put("{}", 1)).await.unwrap().into_inner();
+    assert_eq!(next.version, 2);
+    let read = get(&mut agent, 1).await;
+    assert_eq!((read.version, read.unchanged), (2, false));
+    assert_eq!(read.data_json, empty.data_json);
+    f.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_data_documents_are_invalid_argument_naming_the_path() {
+    let f = start(None).await;
+    let mut ops = f.client("policyctl").await;
+    let approval = |field: &str, value: &str| {
+        let mut fields = vec![
+            ("operation", r#""restart""#),
+            ("requested_by", r#""alice""#),
+            ("approved_by", r#""bob""#),
+            ("approver_roles", r#"["sre"]"#),
+            ("expires_at", r#""2026-11-23T10:00:00Z""#),
+        ];
+        fields.retain(|(k, _)| *k != field);
+        if !value.is_empty() {
+            fields.push((field, value));
+        }
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!(r#""{k}": {v}"#))
+            .collect();
+        format!(r#"{{"approvals": {{"op-1": {{{}}}}}}}"#, body.join(", "))
+    };
+    let mut too_large = DOC.as_bytes().to_vec();
+    too_large.resize(policy_journal::MAX_DATA_BYTES + 1, b' ');
+    let cases: Vec<(String, &str)> = vec![
+        ("not json".into(), "document is not JSON"),
+        ("[]".into(), "document must be a JSON object, not an array"),
+        (
+            r#"{"admins": ["root"]}"#.into(),
+            "unknown top-level key `admins`",
+        ),
+        (
+            r#"{"role_bindings": {"alice": ["admin", 1]}}"#.into(),
+            "role_bindings.alice[1] must be a string, not a number",
+        ),
+        (
+            r#"{"role_bindings": ["alice"]}"#.into(),
+            "role_bindings must be an object, not an array",
+        ),
+        (
+            r#"{"command_whitelists": {"ops": "ls"}}"#.into(),
+            "command_whitelists.ops must be an array of strings, not a string",
+        ),
+        (
+            r#"{"platform_admins": ["root", ""]}"#.into(),
+            "platform_admins[1] must not be empty",
+        ),
+        (
+            approval("expires_at", r#""next tuesday""#),
+            "approvals.op-1.expires_at must be an RFC 3339 timestamp",
+        ),
+        (
+            approval("approved_by", ""),
+            "approvals.op-1 is missing the field `approved_by`",
+        ),
+        (
+            approval("approver_roles", r#""sre""#),
+            "approvals.op-1.approver_roles must be an array of strings, not a string",
+        ),
+        (
+            approval("requested_by", r#""""#),
+            "approvals.op-1.requested_by must not be empty",
+        ),
+        (
+            r#"{"role_bindings": {"alice": ["admin"], "alice": ["dev"]}}"#.into(),
+            "role_bindings has the key `alice` twice",
+        ),
+        (
+            String::from_utf8(too_large).unwrap(),
+            "over the limit of 4194304 bytes",
+        ),
+    ];
+    for (doc, want) in &cases {
+        let err = ops.put_data(put(doc, 0)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{want}: {err:?}");
+        assert!(
+            err.message().contains(want),
+            "want `{want}` in `{}`",
+            err.message()
+        );
+    }
+    // None of them was stored.
+    assert_eq!(get(&mut ops, 0).await.version, 0);
+    f.server.shutdown().await.unwrap();
 }

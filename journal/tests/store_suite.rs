@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+mod data_document;
 
 use common::{Spec, chain, decision, envelope, next};
+use data_document::*;
 use journal_client::{GENESIS_HASH, Verdict, record_hash};
 use policy_journal::{QueryFilter, Store, query_all};
 use policy_proto::journal::{QueryRequest, RecordEnvelope, StoredRecord};
@@ -42,6 +44,14 @@ suite!(
     verify_lists_gaps_and_breaks,
     tail_streams_each_new_record_once,
     appends_for_another_agent_are_refused,
+    concurrent_appends_of_several_agents_all_commit,
+    data_is_empty_at_version_0,
+    data_put_then_get_roundtrips,
+    data_versions_increase_by_one,
+    data_get_with_the_current_version_is_unchanged,
+    data_put_with_a_stale_expected_version_conflicts,
+    data_concurrent_puts_get_distinct_consecutive_versions,
+    data_read_modify_write_loses_no_update,
 );
 
 fn all() -> QueryFilter {
@@ -410,4 +420,35 @@ async fn appends_for_another_agent_are_refused<S: Store>(store: &S) {
     assert!(err.to_string().contains("agent-1"), "{err}");
     assert_eq!(store.append("agent-2", vec![]).await.unwrap().acked_seq, 0);
     assert!(query_all(store, &all()).await.unwrap().is_empty());
+}
+
+/// Regression: sled 0.34's `flush_async` can deadlock when several are in
+/// flight at once (spacejam/sled#1308), which hung concurrent appends.
+async fn concurrent_appends_of_several_agents_all_commit<S: Store + Clone>(store: &S) {
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let agent = format!("agent-{i}");
+            let recs = chain(&agent, 1, None, 20);
+            let mut acked = 0;
+            for batch in recs.chunks(2) {
+                acked = store
+                    .append(&agent, batch.to_vec())
+                    .await
+                    .unwrap()
+                    .acked_seq;
+            }
+            acked
+        }));
+    }
+    let finished = async {
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 20);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), finished)
+        .await
+        .expect("concurrent appends finish (no flush deadlock)");
+    assert_eq!(query_all(store, &all()).await.unwrap().len(), 160);
 }

@@ -8,6 +8,7 @@
 //! Label values are bounded: `route` is a configured route name (or
 //! `default` / `none`), never a name taken from a request.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -36,6 +37,19 @@ struct RouteAgentLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AgentLabels {
     agent: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabels {
+    agent: String,
+    mode: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TierLabels {
+    agent: String,
+    tier: String,
+    outcome: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -138,6 +152,38 @@ impl Metrics {
         set(&j.unacked, status.last_seq.saturating_sub(status.acked_seq));
         set(&j.dropped, status.dropped_total);
         set(&j.denied_full, status.denied_full_total);
+        if let Some(d) = &status.degraded {
+            for mode in ["normal", "degraded"] {
+                j.mode
+                    .get_or_create(&ModeLabels {
+                        agent: agent.into(),
+                        mode: mode.into(),
+                    })
+                    .set(i64::from(d.mode == mode));
+            }
+            j.in_mode
+                .get_or_create(&labels)
+                .set(Duration::from_millis(d.in_mode_ms).as_secs_f64());
+            set(&j.transitions, d.transitions);
+            set(&j.snapshot_version, d.snapshot_version);
+            j.snapshot_age
+                .get_or_create(&labels)
+                .set(if d.snapshot_age_ms < 0 {
+                    -1.0
+                } else {
+                    Duration::from_millis(d.snapshot_age_ms.unsigned_abs()).as_secs_f64()
+                });
+            set(&j.sync_failures, d.sync_failures);
+            for t in &d.decisions {
+                j.tier_decisions
+                    .get_or_create(&TierLabels {
+                        agent: agent.into(),
+                        tier: t.tier.clone(),
+                        outcome: t.outcome.clone(),
+                    })
+                    .set(i64::try_from(t.count).unwrap_or(i64::MAX));
+            }
+        }
     }
 
     /// Records one evaluated phase.
@@ -265,6 +311,13 @@ struct JournalGauges {
     unacked: Family<AgentLabels, Gauge>,
     dropped: Family<AgentLabels, Gauge>,
     denied_full: Family<AgentLabels, Gauge>,
+    mode: Family<ModeLabels, Gauge>,
+    in_mode: Family<AgentLabels, Gauge<f64, AtomicU64>>,
+    transitions: Family<AgentLabels, Gauge>,
+    snapshot_version: Family<AgentLabels, Gauge>,
+    snapshot_age: Family<AgentLabels, Gauge<f64, AtomicU64>>,
+    sync_failures: Family<AgentLabels, Gauge>,
+    tier_decisions: Family<TierLabels, Gauge>,
 }
 
 impl JournalGauges {
@@ -304,6 +357,41 @@ impl JournalGauges {
         ] {
             registry.register(name, help, family.clone());
         }
+        registry.register(
+            "policy_agent_mode",
+            "The agent's mode: 1 for the current one (normal, degraded)",
+            g.mode.clone(),
+        );
+        registry.register(
+            "policy_agent_mode_seconds",
+            "Time the agent has been in its current mode",
+            g.in_mode.clone(),
+        );
+        registry.register(
+            "policy_agent_mode_transitions",
+            "Mode changes since the agent started",
+            g.transitions.clone(),
+        );
+        registry.register(
+            "policy_agent_degraded_snapshot_version",
+            "Version of the degraded-mode data synced from the journal (0: none)",
+            g.snapshot_version.clone(),
+        );
+        registry.register(
+            "policy_agent_degraded_snapshot_age_seconds",
+            "Age of the degraded-mode data synced from the journal (-1: never synced)",
+            g.snapshot_age.clone(),
+        );
+        registry.register(
+            "policy_agent_degraded_sync_failures",
+            "Degraded-mode data syncs that failed since the agent started",
+            g.sync_failures.clone(),
+        );
+        registry.register(
+            "policy_agent_degraded_decisions",
+            "Decisions made in degraded mode since the agent started, by tier and outcome",
+            g.tier_decisions.clone(),
+        );
         g
     }
 
@@ -315,8 +403,19 @@ impl JournalGauges {
             &self.unacked,
             &self.dropped,
             &self.denied_full,
+            &self.transitions,
+            &self.snapshot_version,
+            &self.sync_failures,
         ] {
             f.remove(labels);
+        }
+        self.in_mode.remove(labels);
+        self.snapshot_age.remove(labels);
+        for mode in ["normal", "degraded"] {
+            self.mode.remove(&ModeLabels {
+                agent: labels.agent.clone(),
+                mode: mode.into(),
+            });
         }
     }
 }

@@ -16,7 +16,7 @@ pub enum Phase {
 
 /// The degraded-mode tier of a policy (ADR-011): which cached data it needs
 /// to run while the journal is unreachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     Whitelist,

@@ -111,6 +111,9 @@ pub struct StackOptions {
     pub journal: bool,
     /// The local log's `max_bytes` and `on_full` (default: the agent's).
     pub local_log_limit: Option<(u64, &'static str)>,
+    /// Lines of the agent's `journal.degraded` section (YAML, indented
+    /// under `degraded:`), e.g. `enter_after_ms: 300`; `None`: the defaults.
+    pub degraded: Option<&'static str>,
 }
 
 impl Default for StackOptions {
@@ -127,6 +130,7 @@ impl Default for StackOptions {
             unknown_policy_route: false,
             journal: false,
             local_log_limit: None,
+            degraded: None,
         }
     }
 }
@@ -201,6 +205,13 @@ impl Stack {
                 &path("agent-log"),
                 options.local_log_limit,
             ));
+            agent_yaml.push_str("    data_sync_interval_ms: 200\n");
+            if let Some(degraded) = options.degraded {
+                agent_yaml.push_str("    degraded:\n");
+                for line in degraded.lines() {
+                    agent_yaml.push_str(&format!("      {}\n", line.trim()));
+                }
+            }
         }
         std::fs::write(path("agent-config.yaml"), agent_yaml)?;
         std::fs::create_dir(path("data"))?;

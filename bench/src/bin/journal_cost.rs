@@ -47,6 +47,8 @@ fn journal(dir: &Path, group_commit: Duration) -> JournalSettings {
         local_log,
         server: None,
         strict_sync_timeout: Duration::from_secs(10),
+        degraded: None,
+        data_sync_interval: Duration::from_secs(2),
     }
 }
 

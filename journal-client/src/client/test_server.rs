@@ -12,8 +12,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use policy_proto::journal::journal_server::{Journal, JournalServer};
 use policy_proto::journal::{
-    AppendAck, AppendRequest, QueryRequest, RecordEnvelope, StoredRecord, VerifyReport,
-    VerifyRequest,
+    AppendAck, AppendRequest, DataSnapshot, GetDataRequest, PutDataRequest, QueryRequest,
+    RecordEnvelope, StoredRecord, VerifyReport, VerifyRequest,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -127,6 +127,14 @@ impl Journal for TestJournal {
     }
 
     async fn verify(&self, _: Request<VerifyRequest>) -> Result<Response<VerifyReport>, Status> {
+        Err(Status::unimplemented("test journal"))
+    }
+
+    async fn get_data(&self, _: Request<GetDataRequest>) -> Result<Response<DataSnapshot>, Status> {
+        Err(Status::unimplemented("test journal"))
+    }
+
+    async fn put_data(&self, _: Request<PutDataRequest>) -> Result<Response<DataSnapshot>, Status> {
         Err(Status::unimplemented("test journal"))
     }
 }

@@ -4,6 +4,9 @@
 //! Both backends keep the same rules (see [`crate::chain`]): appends are
 //! idempotent on (agent_id, boot_epoch, seq), every record is stored, and a
 //! record that does not continue its agent's chain is stored with a flag.
+//! Beside the records, each keeps the one versioned data document
+//! ([`crate::data`]): sled in a tree of its own, PostgreSQL in the
+//! `journal_data` table.
 
 mod filter;
 mod pg_pool;
@@ -16,6 +19,8 @@ use std::future::Future;
 
 use policy_proto::journal::{AgentChain, RecordEnvelope, StoredRecord};
 use tokio::sync::watch;
+
+use crate::data::DataDocument;
 
 pub use filter::{FilterError, ModeFilter, OrderKey, QueryFilter, RecordMeta};
 pub use postgres::{PgOptions, PgStore};
@@ -49,6 +54,40 @@ pub enum StoreError {
     PoolClosed,
     #[error("invalid postgres schema name `{0}`")]
     InvalidSchema(String),
+    #[error("data version conflict: expected version {expected}, the current version is {current}")]
+    VersionConflict { expected: u64, current: u64 },
+}
+
+/// The data document as stored, or what a reader needs to know about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredData {
+    /// 1, 2, 3, ... one per put; 0 while nothing was ever put.
+    pub version: u64,
+    /// The normalized document; `None` when the reader already holds this
+    /// version.
+    pub json: Option<String>,
+    /// RFC 3339 time of the put that made this version (empty for 0).
+    pub updated_at: String,
+    /// Who made it (empty for 0).
+    pub updated_by: String,
+}
+
+impl StoredData {
+    /// Version 0: the empty document, never put.
+    pub fn never_put() -> Self {
+        Self {
+            version: 0,
+            json: Some(DataDocument::default().to_json()),
+            updated_at: String::new(),
+            updated_by: String::new(),
+        }
+    }
+
+    /// Whether a reader holding `known` already has `current`: the same
+    /// version, and one that was put.
+    pub fn is_known(known: u64, current: u64) -> bool {
+        current > 0 && known == current
+    }
 }
 
 /// What an append did.
@@ -143,6 +182,25 @@ pub trait Store: Send + Sync + 'static {
     /// Changes (to an unspecified value) after every commit made through
     /// this store; other servers' commits are only seen by polling.
     fn commits(&self) -> watch::Receiver<u64>;
+
+    /// The current data document; without its JSON when it is version
+    /// `known_version` (see [`StoredData::is_known`]).
+    fn get_data(
+        &self,
+        known_version: u64,
+    ) -> impl Future<Output = Result<StoredData, StoreError>> + Send;
+
+    /// Replaces the data document with `document` as the next version, made
+    /// by `updated_by`, durably before returning. With `expected_version`,
+    /// fails with [`StoreError::VersionConflict`] unless that is the current
+    /// version. Concurrent puts (on any server sharing the storage) each get
+    /// their own version; none is lost.
+    fn put_data(
+        &self,
+        document: &DataDocument,
+        expected_version: Option<u64>,
+        updated_by: &str,
+    ) -> impl Future<Output = Result<StoredData, StoreError>> + Send;
 }
 
 /// Either backend, chosen by configuration.
@@ -205,6 +263,25 @@ impl Store for AnyStore {
         match self {
             Self::Sled(s) => s.commits(),
             Self::Postgres(s) => s.commits(),
+        }
+    }
+
+    async fn get_data(&self, known_version: u64) -> Result<StoredData, StoreError> {
+        match self {
+            Self::Sled(s) => s.get_data(known_version).await,
+            Self::Postgres(s) => s.get_data(known_version).await,
+        }
+    }
+
+    async fn put_data(
+        &self,
+        document: &DataDocument,
+        expected_version: Option<u64>,
+        updated_by: &str,
+    ) -> Result<StoredData, StoreError> {
+        match self {
+            Self::Sled(s) => s.put_data(document, expected_version, updated_by).await,
+            Self::Postgres(s) => s.put_data(document, expected_version, updated_by).await,
         }
     }
 }

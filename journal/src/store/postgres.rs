@@ -22,6 +22,10 @@
 //! - `chain_heads`: one row per agent (head seq and hash), read with
 //!   `SELECT … FOR UPDATE` and updated in the same transaction as the
 //!   inserts.
+//! - `journal_data`: the data document, one row (`id = 1`), replaced under
+//!   the same kind of row lock ([`data`]).
+
+mod data;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -35,8 +39,11 @@ use tokio_stream::StreamExt;
 use super::filter::{ModeFilter, OrderKey, QueryFilter, now_ns};
 use super::pg_pool::Pool;
 use super::plan::plan_batch;
-use super::{AppendOutcome, Page, Store, StoreError, TailCursor, now_rfc3339, warn_flagged};
+use super::{
+    AppendOutcome, Page, Store, StoreError, StoredData, TailCursor, now_rfc3339, warn_flagged,
+};
 use crate::chain::{ChainWalk, Head};
+use crate::data::DataDocument;
 
 const SCHEMA_SQL: &str = r#"
 CREATE TABLE IF NOT EXISTS decision_records (
@@ -68,6 +75,13 @@ CREATE TABLE IF NOT EXISTS chain_heads (
     head_seq   bigint NOT NULL,
     head_hash  text NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS journal_data (
+    id         smallint PRIMARY KEY CHECK (id = 1),
+    version    bigint NOT NULL CHECK (version >= 0),
+    body       json NOT NULL,
+    updated_at text NOT NULL,
+    updated_by text NOT NULL
 );
 "#;
 
@@ -429,6 +443,21 @@ impl Store for PgStore {
 
     fn commits(&self) -> watch::Receiver<u64> {
         self.inner.commits.subscribe()
+    }
+
+    async fn get_data(&self, known_version: u64) -> Result<StoredData, StoreError> {
+        let conn = self.inner.pool.get().await?;
+        data::get(&conn, known_version).await
+    }
+
+    async fn put_data(
+        &self,
+        document: &DataDocument,
+        expected_version: Option<u64>,
+        updated_by: &str,
+    ) -> Result<StoredData, StoreError> {
+        let mut conn = self.inner.pool.get().await?;
+        data::put(&mut conn, &document.to_json(), expected_version, updated_by).await
     }
 }
 

@@ -9,7 +9,10 @@
 //! - `h` agent_id → [`HeadRow`] — the chain head
 //!
 //! One process owns a sled directory, so appends are serialised by a mutex;
-//! sled's batch makes each append atomic across the key spaces.
+//! sled's batch makes each append atomic across the key spaces. The data
+//! document lives in a tree of its own ([`data`]).
+
+mod data;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -19,8 +22,11 @@ use tokio::sync::watch;
 
 use super::filter::{OrderKey, QueryFilter, RecordMeta, now_ns};
 use super::plan::plan_batch;
-use super::{AppendOutcome, Page, Store, StoreError, TailCursor, now_rfc3339, warn_flagged};
+use super::{
+    AppendOutcome, Page, Store, StoreError, StoredData, TailCursor, now_rfc3339, warn_flagged,
+};
 use crate::chain::{ChainWalk, Head};
+use crate::data::DataDocument;
 
 /// A stored record with the fields queries need.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -59,6 +65,8 @@ pub struct SledStore {
 struct Inner {
     db: sled::Db,
     tree: sled::Tree,
+    /// The data document ([`data`]).
+    data: sled::Tree,
     /// Serialises appends; holds the last commit id.
     append: Mutex<u64>,
     commits: watch::Sender<u64>,
@@ -72,6 +80,7 @@ impl SledStore {
             source,
         })?;
         let tree = db.open_tree("journal")?;
+        let data = db.open_tree(data::TREE)?;
         let last = match tree.scan_prefix(b"l").next_back() {
             Some(kv) => be_u64(&kv?.0[1..]),
             None => 0,
@@ -81,10 +90,19 @@ impl SledStore {
             inner: Arc::new(Inner {
                 db,
                 tree,
+                data,
                 append: Mutex::new(last),
                 commits,
             }),
         })
+    }
+
+    /// Writes everything to disk. Blocking: sled 0.34's `flush_async`
+    /// deadlocks when several are in flight (spacejam/sled#1308), which
+    /// concurrent appends and puts make routine.
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        Ok(())
     }
 
     fn append_blocking(
@@ -245,10 +263,13 @@ impl Store for SledStore {
     ) -> Result<AppendOutcome, StoreError> {
         let this = self.clone();
         let agent = agent_id.to_owned();
-        let out =
-            tokio::task::spawn_blocking(move || this.append_blocking(&agent, &records)).await??;
-        // INVARIANT: nothing is acknowledged before it is on disk.
-        self.inner.db.flush_async().await?;
+        let out = tokio::task::spawn_blocking(move || {
+            let out = this.append_blocking(&agent, &records)?;
+            // INVARIANT: nothing is acknowledged before it is on disk.
+            this.flush()?;
+            Ok::<_, StoreError>(out)
+        })
+        .await??;
         warn_flagged(agent_id, &out);
         if out.stored > 0 {
             let last = *self.inner.append.lock().unwrap_or_else(|e| e.into_inner());
@@ -301,6 +322,28 @@ impl Store for SledStore {
 
     fn commits(&self) -> watch::Receiver<u64> {
         self.inner.commits.subscribe()
+    }
+
+    async fn get_data(&self, known_version: u64) -> Result<StoredData, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || data::get(&this.inner.data, known_version)).await?
+    }
+
+    async fn put_data(
+        &self,
+        document: &DataDocument,
+        expected_version: Option<u64>,
+        updated_by: &str,
+    ) -> Result<StoredData, StoreError> {
+        let this = self.clone();
+        let (json, by) = (document.to_json(), updated_by.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let stored = data::put(&this.inner.data, json, expected_version, by)?;
+            // INVARIANT: nothing is answered before it is on disk.
+            this.flush()?;
+            Ok(stored)
+        })
+        .await?
     }
 }
 
