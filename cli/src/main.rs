@@ -8,6 +8,7 @@
 mod compile;
 mod diagnostic;
 mod discover;
+mod emergency;
 mod eval;
 mod go_json;
 mod journal;
@@ -50,6 +51,8 @@ enum Command {
     Journal(journal::JournalArgs),
     /// Evaluate a Rego query (like `opa eval`)
     Eval(eval::EvalArgs),
+    /// Break-glass mode of an agent: enable for a bounded time, disable, status
+    Emergency(emergency::EmergencyArgs),
     /// Run Rego tests: rules named `test_*` (like `opa test`)
     Test(test_cmd::TestArgs),
 }
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Up(args) => up::run(args),
         Command::Journal(args) => journal::run(args),
         Command::Test(args) => test_cmd::run(args),
+        Command::Emergency(args) => emergency::run(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {}", diagnostic::chain_one_line(&e));

@@ -9,7 +9,7 @@
 //! `curl` lines that show an allow and a deny; stops every process it started
 //! on Ctrl-C. With `--demo-only` it sends those requests itself and stops.
 
-mod demo;
+pub(crate) mod demo;
 mod procs;
 
 use std::path::{Path, PathBuf};

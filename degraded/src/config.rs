@@ -8,6 +8,9 @@
 //!     whitelist: 86400
 //!     rbac: 3600
 //!     admin: 900
+//!   emergency:               # break-glass; absent: not available
+//!     token_sha256: "<64 hex>"
+//!     max_ttl_s: 3600
 //! ```
 
 use std::time::Duration;
@@ -29,6 +32,16 @@ pub struct DegradedConfig {
     pub max_age_whitelist: Duration,
     pub max_age_rbac: Duration,
     pub max_age_admin: Duration,
+    /// Break-glass settings; `None`: emergency mode cannot be enabled.
+    pub emergency: Option<EmergencyConfig>,
+}
+
+/// Who may enable emergency mode, and for how long at most.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmergencyConfig {
+    /// SHA-256 of the emergency token (32 bytes).
+    pub token_sha256: [u8; 32],
+    pub max_ttl: Duration,
 }
 
 impl Default for DegradedConfig {
@@ -39,6 +52,7 @@ impl Default for DegradedConfig {
             max_age_whitelist: Duration::from_secs(24 * 3600),
             max_age_rbac: Duration::from_secs(3600),
             max_age_admin: Duration::from_secs(900),
+            emergency: None,
         }
     }
 }
@@ -64,6 +78,20 @@ pub struct RawDegradedConfig {
     pub exit_after_ms: Option<u64>,
     #[serde(default)]
     pub max_age_s: RawMaxAge,
+    #[serde(default)]
+    pub emergency: Option<RawEmergency>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmergency {
+    pub token_sha256: String,
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl_s: u64,
+}
+
+const fn default_max_ttl() -> u64 {
+    3600
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,8 +123,38 @@ impl TryFrom<RawDegradedConfig> for DegradedConfig {
             max_age_whitelist: s(raw.max_age_s.whitelist, d.max_age_whitelist, "whitelist")?,
             max_age_rbac: s(raw.max_age_s.rbac, d.max_age_rbac, "rbac")?,
             max_age_admin: s(raw.max_age_s.admin, d.max_age_admin, "admin")?,
+            emergency: match raw.emergency {
+                None => None,
+                Some(e) => {
+                    let bytes = decode_hex32(&e.token_sha256).ok_or_else(|| {
+                        "degraded.emergency.token_sha256 must be 64 hex digits (the SHA-256 of the token)"
+                            .to_string()
+                    })?;
+                    if e.max_ttl_s == 0 || e.max_ttl_s > 7 * 24 * 3600 {
+                        return Err(
+                            "degraded.emergency.max_ttl_s must be between 1 and 604800".into()
+                        );
+                    }
+                    Some(EmergencyConfig {
+                        token_sha256: bytes,
+                        max_ttl: Duration::from_secs(e.max_ttl_s),
+                    })
+                }
+            },
         })
     }
+}
+
+fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -113,6 +171,36 @@ mod tests {
         assert_eq!(c.max_age(Tier::Rbac), Some(Duration::from_secs(60)));
         assert_eq!(c.max_age(Tier::Complex), None);
         assert_eq!(c.max_age(Tier::TwoPerson), None);
+    }
+
+    #[test]
+    fn emergency_settings() {
+        let hex = "ab".repeat(32);
+        let raw: RawDegradedConfig = from_json(&format!(
+            r#"{{"emergency": {{"token_sha256": "{hex}", "max_ttl_s": 60}}}}"#
+        ));
+        let e = DegradedConfig::try_from(raw).unwrap().emergency.unwrap();
+        assert_eq!(e.token_sha256, [0xab; 32]);
+        assert_eq!(e.max_ttl, Duration::from_secs(60));
+        for bad in [
+            r#"{"emergency": {"token_sha256": "abc"}}"#,
+            r#"{"emergency": {"token_sha256": "zz"}}"#,
+        ] {
+            let raw: RawDegradedConfig = from_json(bad);
+            assert!(
+                DegradedConfig::try_from(raw)
+                    .unwrap_err()
+                    .contains("token_sha256")
+            );
+        }
+        let raw: RawDegradedConfig = from_json(&format!(
+            r#"{{"emergency": {{"token_sha256": "{hex}", "max_ttl_s": 0}}}}"#
+        ));
+        assert!(
+            DegradedConfig::try_from(raw)
+                .unwrap_err()
+                .contains("max_ttl_s")
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod mode;
 pub mod snapshot;
 pub mod verdict;
 
-pub use config::DegradedConfig;
+pub use config::{DegradedConfig, EmergencyConfig};
 pub use mode::{Mode, ModeTracker};
 pub use policy_rego::Tier;
 pub use snapshot::{Snapshot, SnapshotStore};

@@ -19,7 +19,7 @@ use crate::builtins::{NativeBuiltins, RateLimiter, RateLimiterConfig, RecordedCa
 use crate::chain::{ChainSpec, OnFailure};
 use crate::config::AgentConfig;
 use crate::context::{InputLimits, build_input, decision_to_response, error_response};
-use crate::degraded::{Decision, DegradedState};
+use crate::degraded::{Decision, DegradedState, Emergency, EmergencyChange, EmergencyError};
 use crate::error::{EvalError, SetupError};
 use crate::journal::{Journal, RecordError};
 use crate::policyset::{CompiledChain, EngineStats, PolicySet};
@@ -198,12 +198,14 @@ impl Agent {
     pub fn execute(&self, req: &PolicyRequest) -> Execution {
         let started = Instant::now();
         let set = self.policies();
-        let degraded = self.degraded_verdict(&set, req);
-        let result = match &degraded {
-            Some((_, Verdict::Deny { tier, reason })) => Err(EvalError::DegradedDenied {
-                tier: tier.as_str(),
-                reason: reason.clone(),
-            }),
+        let special = self.special_mode(&set, req);
+        let result = match &special {
+            Some((_, Decision::Degraded(Verdict::Deny { tier, reason }))) => {
+                Err(EvalError::DegradedDenied {
+                    tier: tier.as_str(),
+                    reason: reason.clone(),
+                })
+            }
             _ => self.run(&set, req),
         };
         let duration = started.elapsed();
@@ -230,17 +232,28 @@ impl Agent {
                 }
             }
         };
-        if let Some((state, verdict)) = &degraded {
-            let tier = verdict.tier();
-            exec.response
-                .metadata
-                .insert("degraded_tier".to_string(), tier.as_str().to_string());
-            let allowed = exec
-                .response
-                .status
-                .as_ref()
-                .is_some_and(|s| s.code == policy_proto::agent::StatusCode::Ok as i32);
-            state.count(tier, allowed);
+        match &special {
+            Some((state, Decision::Degraded(verdict))) => {
+                let tier = verdict.tier();
+                exec.response
+                    .metadata
+                    .insert("degraded_tier".to_string(), tier.as_str().to_string());
+                let allowed = exec
+                    .response
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.code == policy_proto::agent::StatusCode::Ok as i32);
+                state.count(tier, allowed);
+            }
+            Some((state, Decision::Emergency)) => {
+                exec.response
+                    .metadata
+                    .insert("mode".to_string(), "emergency".to_string());
+                state
+                    .emergency_decisions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            _ => {}
         }
         if let Some(journal) = &self.journal {
             let mut record = build_record(
@@ -251,17 +264,22 @@ impl Agent {
                 set.revision(),
                 duration,
             );
-            if let Some((_, verdict)) = &degraded {
-                record.mode = format!("degraded:{}", verdict.tier().as_str());
+            match &special {
+                Some((_, Decision::Degraded(verdict))) => {
+                    record.mode = format!("degraded:{}", verdict.tier().as_str());
+                }
+                Some((_, Decision::Emergency)) => record.mode = "emergency".to_string(),
+                _ => {}
             }
             match journal.append(record) {
-                Ok(None) if degraded.is_some() => {
+                Ok(None) if special.is_some() => {
                     self.fail_closed(&mut exec, req, &RecordError::DroppedWhileDegraded);
                 }
                 Ok(seq) => {
                     exec.record_seq = seq;
-                    // A degraded decision is on disk before it is answered.
-                    exec.sync_required = (req.audit_strict || degraded.is_some()) && seq.is_some();
+                    // A degraded or emergency decision is on disk before it
+                    // is answered.
+                    exec.sync_required = (req.audit_strict || special.is_some()) && seq.is_some();
                 }
                 Err(e) => self.fail_closed(&mut exec, req, &e),
             }
@@ -269,13 +287,14 @@ impl Agent {
         exec
     }
 
-    /// In degraded mode, the degraded-mode state and the verdict for the
-    /// request's chain; `None` in normal mode (or without a journal server).
-    fn degraded_verdict(
+    /// In degraded or emergency mode, the degraded-mode state and what the
+    /// request's chain may do; `None` in normal mode (or without a journal
+    /// server).
+    fn special_mode(
         &self,
         set: &PolicySet,
         req: &PolicyRequest,
-    ) -> Option<(Arc<DegradedState>, Verdict)> {
+    ) -> Option<(Arc<DegradedState>, Decision)> {
         let state = self.journal.as_ref()?.degraded()?;
         let steps: Vec<(&str, Tier)> = req
             .policies
@@ -290,8 +309,59 @@ impl Agent {
             .collect();
         match state.decide(&steps) {
             Decision::Normal => None,
-            Decision::Degraded(v) => Some((state.clone(), v)),
+            other => Some((state.clone(), other)),
         }
+    }
+
+    /// Turns emergency (break-glass) mode on or off. The change is a record
+    /// in the decision journal, synced before it takes effect; without a
+    /// record there is no change.
+    pub fn set_emergency(
+        &self,
+        change: &EmergencyChange<'_>,
+    ) -> Result<Option<Emergency>, EmergencyError> {
+        let Some(journal) = self.journal.as_ref() else {
+            return Err(EmergencyError::NotConfigured);
+        };
+        let Some(state) = journal.degraded() else {
+            return Err(EmergencyError::NotConfigured);
+        };
+        let next = match state.check_emergency(change) {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::warn!(operator = %change.operator, enable = change.enable, error = %e, "emergency change refused");
+                return Err(e);
+            }
+        };
+        let reason = match &next {
+            Some(e) => format!(
+                "emergency mode enabled by {} until {}: {}",
+                e.operator,
+                e.until_wall
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                e.reason
+            ),
+            None => format!("emergency mode disabled by {}", change.operator),
+        };
+        let mut record = crate::records::control_record(
+            &journal.settings.records,
+            "emergency",
+            change.operator,
+            &reason,
+            self.policies().revision(),
+        );
+        record.mode = "emergency".to_string();
+        let seq = journal
+            .append(record)
+            .map_err(|e| EmergencyError::NotRecorded(e.to_string()))?
+            .ok_or_else(|| EmergencyError::NotRecorded("the local log is full".into()))?;
+        journal
+            .wait_synced(seq)
+            .map_err(|e| EmergencyError::NotRecorded(e.to_string()))?;
+        tracing::warn!(operator = %change.operator, %reason, "emergency mode changed");
+        state.install_emergency(next.clone());
+        Ok(next)
     }
 
     /// Waits until the record `seq` is synced to disk (`audit: strict`);

@@ -35,6 +35,42 @@ pub struct DegradedState {
     /// The version of each newly installed snapshot, for the agent to put
     /// its data into the policy data (`data.synced`).
     pub versions: watch::Sender<u64>,
+    /// Break-glass mode, while active.
+    emergency: Mutex<Option<Emergency>>,
+    /// Decisions made in emergency mode since the agent started.
+    pub emergency_decisions: AtomicU64,
+}
+
+/// An active emergency (break-glass) period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emergency {
+    pub until: Instant,
+    pub until_wall: OffsetDateTime,
+    pub reason: String,
+    pub operator: String,
+}
+
+/// A change of emergency mode asked for by an operator.
+#[derive(Debug, Clone)]
+pub struct EmergencyChange<'a> {
+    pub enable: bool,
+    pub reason: &'a str,
+    pub ttl: Duration,
+    pub operator: &'a str,
+    pub token: &'a str,
+}
+
+/// Why an emergency change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmergencyError {
+    #[error("emergency mode is not configured on this agent (journal.degraded.emergency)")]
+    NotConfigured,
+    #[error("emergency token rejected")]
+    BadToken,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("emergency change not recorded, so not made: {0}")]
+    NotRecorded(String),
 }
 
 /// The mode and what a chain may do, for one request.
@@ -42,11 +78,16 @@ pub struct DegradedState {
 pub enum Decision {
     Normal,
     Degraded(Verdict),
+    /// Break-glass: evaluate as in normal mode, record as `emergency`.
+    Emergency,
 }
 
 /// What `policyctl`, health and metrics show of degraded mode.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DegradedStatus {
+    /// The break-glass period, when active (it overrides `mode`).
+    pub emergency: Option<Emergency>,
+    pub emergency_decisions: u64,
     pub mode: Mode,
     pub in_mode: Duration,
     pub transitions: u64,
@@ -65,11 +106,16 @@ impl DegradedState {
             decisions: Mutex::new(BTreeMap::new()),
             sync_failures: AtomicU64::new(0),
             versions: watch::Sender::new(0),
+            emergency: Mutex::new(None),
+            emergency_decisions: AtomicU64::new(0),
         }
     }
 
     /// The mode now, and the verdict for a chain of `steps` when degraded.
     pub fn decide(&self, steps: &[(&str, Tier)]) -> Decision {
+        if self.emergency(Instant::now()).is_some() {
+            return Decision::Emergency;
+        }
         match self.tracker.state(Instant::now()).mode {
             Mode::Normal => Decision::Normal,
             Mode::Degraded => Decision::Degraded(policy_degraded::verdict(
@@ -89,11 +135,76 @@ impl DegradedState {
             .or_insert(0) += 1;
     }
 
+    /// The active emergency at `now`; one that ran out ends here.
+    pub fn emergency(&self, now: Instant) -> Option<Emergency> {
+        let mut guard = self.emergency.lock();
+        if guard.as_ref().is_some_and(|e| e.until <= now)
+            && let Some(e) = guard.take()
+        {
+            tracing::warn!(operator = %e.operator, reason = %e.reason, "emergency mode ended: its time ran out");
+        }
+        guard.clone()
+    }
+
+    /// Checks an operator's change; on success returns the emergency to
+    /// install (`None`: turn off) without installing it — the caller records
+    /// it first, then calls [`DegradedState::install_emergency`].
+    pub fn check_emergency(
+        &self,
+        change: &EmergencyChange<'_>,
+    ) -> Result<Option<Emergency>, EmergencyError> {
+        let Some(cfg) = &self.config.emergency else {
+            return Err(EmergencyError::NotConfigured);
+        };
+        let digest: [u8; 32] = {
+            use sha2::Digest;
+            sha2::Sha256::digest(change.token.as_bytes()).into()
+        };
+        // Constant time: every byte compared.
+        let diff = digest
+            .iter()
+            .zip(cfg.token_sha256.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if change.token.is_empty() || diff != 0 {
+            return Err(EmergencyError::BadToken);
+        }
+        if change.operator.trim().is_empty() {
+            return Err(EmergencyError::Invalid("operator is required".into()));
+        }
+        if !change.enable {
+            return Ok(None);
+        }
+        if change.reason.trim().is_empty() {
+            return Err(EmergencyError::Invalid("reason is required".into()));
+        }
+        if change.ttl.is_zero() || change.ttl > cfg.max_ttl {
+            return Err(EmergencyError::Invalid(format!(
+                "ttl must be between 1 s and the configured maximum of {} s",
+                cfg.max_ttl.as_secs()
+            )));
+        }
+        let ttl_time = time::Duration::try_from(change.ttl)
+            .map_err(|e| EmergencyError::Invalid(e.to_string()))?;
+        Ok(Some(Emergency {
+            until: Instant::now() + change.ttl,
+            until_wall: OffsetDateTime::now_utc() + ttl_time,
+            reason: change.reason.to_string(),
+            operator: change.operator.to_string(),
+        }))
+    }
+
+    pub fn install_emergency(&self, emergency: Option<Emergency>) {
+        *self.emergency.lock() = emergency;
+    }
+
     pub fn status(&self) -> DegradedStatus {
         let now = Instant::now();
         let st = self.tracker.state(now);
         let snap = self.snapshot.current();
+        let emergency = self.emergency(now);
         DegradedStatus {
+            emergency_decisions: self.emergency_decisions.load(Ordering::Relaxed),
+            emergency,
             mode: st.mode,
             in_mode: now.saturating_duration_since(st.since),
             transitions: st.transitions,

@@ -141,6 +141,44 @@ pub fn build_record(
     }
 }
 
+/// A record of an operator's action on the agent itself (phase `control`),
+/// such as turning emergency mode on or off; it joins the decision records'
+/// hash chain.
+pub fn control_record(
+    settings: &RecordSettings,
+    route: &str,
+    operator: &str,
+    reason: &str,
+    bundle_revision: &str,
+) -> DecisionRecord {
+    DecisionRecord {
+        decision_id: uuid::Uuid::now_v7().to_string(),
+        agent_id: settings.agent_id.clone(),
+        boot_epoch: 0,
+        seq: 0,
+        timestamp: now_rfc3339(),
+        request_id: String::new(),
+        route: route.to_owned(),
+        phase: "control".to_owned(),
+        request: RequestSummary::default(),
+        principal: Some(operator.to_owned()),
+        policies: Vec::new(),
+        decision: Verdict::Allow,
+        http_status: None,
+        reason: reason.to_owned(),
+        decided_by: None,
+        enforcement: "enforce".to_owned(),
+        environment: settings.environment.clone(),
+        bundle_revision: bundle_revision.to_owned(),
+        config_version: String::new(),
+        mode: "normal".to_owned(),
+        audit: true,
+        duration_us: 0,
+        builtins: Vec::new(),
+        prev_hash: String::new(),
+    }
+}
+
 /// The headers a chain's own metadata names as secrets.
 fn chain_secret_headers(req: &PolicyRequest) -> impl Iterator<Item = &str> {
     req.policies.iter().flat_map(|p| {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use policy_proto::agent::health_response::ServingStatus;
 use policy_proto::agent::policy_agent_server::{PolicyAgent, PolicyAgentServer};
 use policy_proto::agent::{
-    DegradedStatus, GetAgentConfigRequest, GetAgentConfigResponse, HealthRequest, HealthResponse,
-    JournalStatus, PolicyRequest, PolicyResponse, PrepareChainsRequest, PrepareChainsResponse,
-    TierDecisions,
+    DegradedStatus, EmergencyRequest, EmergencyStatus, GetAgentConfigRequest,
+    GetAgentConfigResponse, HealthRequest, HealthResponse, JournalStatus, PolicyRequest,
+    PolicyResponse, PrepareChainsRequest, PrepareChainsResponse, TierDecisions,
 };
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
@@ -17,6 +17,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
 use crate::agent::Agent;
+use crate::degraded::{EmergencyChange, EmergencyError};
 use crate::error::SetupError;
 
 /// The tonic service backed by an [`Agent`].
@@ -95,6 +96,34 @@ impl PolicyAgent for AgentService {
         Ok(Response::new(answer))
     }
 
+    async fn set_emergency(
+        &self,
+        request: Request<EmergencyRequest>,
+    ) -> Result<Response<EmergencyStatus>, Status> {
+        let req = request.into_inner();
+        let agent = self.agent.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            agent.set_emergency(&EmergencyChange {
+                enable: req.enable,
+                reason: &req.reason,
+                ttl: std::time::Duration::from_secs(req.ttl_seconds),
+                operator: &req.operator,
+                token: &req.token,
+            })
+        })
+        .await
+        .map_err(|e| Status::internal(format!("emergency change: {e}")))?;
+        match result {
+            Ok(e) => Ok(Response::new(emergency_status(e.as_ref()))),
+            Err(e @ EmergencyError::BadToken) => Err(Status::unauthenticated(e.to_string())),
+            Err(e @ EmergencyError::NotConfigured) => {
+                Err(Status::failed_precondition(e.to_string()))
+            }
+            Err(e @ EmergencyError::Invalid(_)) => Err(Status::invalid_argument(e.to_string())),
+            Err(e @ EmergencyError::NotRecorded(_)) => Err(Status::unavailable(e.to_string())),
+        }
+    }
+
     async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthResponse>, Status> {
         let journal = self.agent.journal().map(|j| {
             let s = j.stats();
@@ -119,10 +148,31 @@ impl PolicyAgent for AgentService {
     }
 }
 
+fn emergency_status(e: Option<&crate::degraded::Emergency>) -> EmergencyStatus {
+    match e {
+        Some(e) => EmergencyStatus {
+            active: true,
+            reason: e.reason.clone(),
+            operator: e.operator.clone(),
+            until: e
+                .until_wall
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        },
+        None => EmergencyStatus::default(),
+    }
+}
+
 fn degraded_status(s: &crate::degraded::DegradedStatus) -> DegradedStatus {
     let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     DegradedStatus {
-        mode: s.mode.as_str().to_string(),
+        emergency: s.emergency.as_ref().map(|e| emergency_status(Some(e))),
+        emergency_decisions: s.emergency_decisions,
+        mode: if s.emergency.is_some() {
+            "emergency".to_string()
+        } else {
+            s.mode.as_str().to_string()
+        },
         in_mode_ms: ms(s.in_mode),
         transitions: s.transitions,
         snapshot_version: s.snapshot_version.unwrap_or(0),

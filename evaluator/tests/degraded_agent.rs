@@ -25,7 +25,14 @@ fn agent(dir: &Path) -> Agent {
     try_agent(dir).unwrap()
 }
 
+const EMERGENCY_TOKEN: &str = "break-glass-token-for-tests";
+
 fn try_agent(dir: &Path) -> Result<Agent, policy_agent::SetupError> {
+    try_agent_with(dir, "")
+}
+
+/// Like [`try_agent`], with extra lines in the `degraded` section.
+fn try_agent_with(dir: &Path, degraded_extra: &str) -> Result<Agent, policy_agent::SetupError> {
     let certs = dir.join("certs");
     journal_client::devcerts::write_dev_set(&certs, &[], &["t"]).unwrap();
     let paths = journal_client::devcerts::client_paths(&certs, "t");
@@ -47,7 +54,7 @@ fn try_agent(dir: &Path) -> Result<Agent, policy_agent::SetupError> {
     degraded:
       enter_after_ms: 100
       exit_after_ms: 100
-"#,
+{degraded_extra}"#,
         ca = paths.ca.display(),
         cert = paths.cert.display(),
         key = paths.key.display(),
@@ -141,9 +148,17 @@ async fn without_cached_data_every_tier_denies() {
         exec.sync_required,
         "a degraded decision waits for its record"
     );
-    let status = agent.journal().unwrap().degraded().unwrap().status();
-    assert_eq!(status.snapshot_version, None);
-    assert!(status.sync_failures >= 1);
+    let state = agent.journal().unwrap().degraded().unwrap();
+    assert_eq!(state.status().snapshot_version, None);
+    // The sync task's first attempt (a refused connection) is counted.
+    let started = Instant::now();
+    while state.status().sync_failures == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no failed sync counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     agent.journal().unwrap().shutdown().await;
 }
 
@@ -296,4 +311,99 @@ fn degraded_settings_need_a_server() {
     assert!(err.to_string().contains("needs `server`"), "{err}");
     let yaml = yaml.replace("enter_after_ms: 100", "enter_after: 100");
     assert!(AgentConfig::parse(Path::new("/tmp/agent-config.yaml"), &yaml).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emergency_mode_needs_the_token_ends_by_itself_and_is_recorded() {
+    use policy_agent::degraded::{EmergencyChange, EmergencyError};
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "      emergency:\n        token_sha256: \"{}\"\n        max_ttl_s: 60\n",
+        sha256_hex(EMERGENCY_TOKEN)
+    );
+    let agent = try_agent_with(dir.path(), &extra).unwrap();
+    agent.journal().unwrap().start_client();
+    wait_degraded(&agent).await;
+    let complex = request(&["allowAll", "customRule"], None);
+    assert_eq!(
+        agent.execute(&complex).error.as_ref().map(|e| e.code()),
+        Some("degraded_denied")
+    );
+
+    let change = |enable: bool, token: &'static str, ttl: u64| EmergencyChange {
+        enable,
+        reason: "node drain during the outage",
+        ttl: Duration::from_secs(ttl),
+        operator: "oncall-ana",
+        token,
+    };
+    assert_eq!(
+        agent.set_emergency(&change(true, "wrong", 1)),
+        Err(EmergencyError::BadToken)
+    );
+    assert_eq!(
+        agent.set_emergency(&change(true, "", 1)),
+        Err(EmergencyError::BadToken)
+    );
+    assert!(matches!(
+        agent.set_emergency(&change(true, EMERGENCY_TOKEN, 61)),
+        Err(EmergencyError::Invalid(m)) if m.contains("60 s")
+    ));
+    let mut no_reason = change(true, EMERGENCY_TOKEN, 1);
+    no_reason.reason = " ";
+    assert!(matches!(
+        agent.set_emergency(&no_reason),
+        Err(EmergencyError::Invalid(_))
+    ));
+    let seq_before = agent.journal().unwrap().stats().last_seq;
+
+    // On: the complex chain runs (the unknown policy is skipped as in
+    // normal mode), recorded and synced first.
+    let on = agent
+        .set_emergency(&change(true, EMERGENCY_TOKEN, 1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(on.operator, "oncall-ana");
+    let status = agent.journal().unwrap().degraded().unwrap().status();
+    assert!(status.emergency.is_some());
+    let exec = agent.execute(&complex);
+    assert!(exec.error.is_none(), "{:?}", exec.error);
+    assert_eq!(exec.response.metadata["mode"], "emergency");
+    assert!(exec.sync_required);
+    // The change and the decision are in the local log's hash chain.
+    assert_eq!(agent.journal().unwrap().stats().last_seq, seq_before + 2);
+
+    // It ends by itself.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        agent.execute(&complex).error.as_ref().map(|e| e.code()),
+        Some("degraded_denied")
+    );
+    let status = agent.journal().unwrap().degraded().unwrap().status();
+    assert!(status.emergency.is_none());
+    assert_eq!(status.emergency_decisions, 1);
+
+    // Off before its time.
+    agent
+        .set_emergency(&change(true, EMERGENCY_TOKEN, 60))
+        .unwrap();
+    assert!(
+        agent
+            .set_emergency(&change(false, EMERGENCY_TOKEN, 0))
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        agent.execute(&complex).error.as_ref().map(|e| e.code()),
+        Some("degraded_denied")
+    );
+    agent.journal().unwrap().shutdown().await;
+
+    // An agent without emergency settings refuses.
+    let dir = tempfile::tempdir().unwrap();
+    let plain = try_agent(dir.path()).unwrap();
+    assert_eq!(
+        plain.set_emergency(&change(true, EMERGENCY_TOKEN, 1)),
+        Err(EmergencyError::NotConfigured)
+    );
 }

@@ -153,7 +153,7 @@ impl Metrics {
         set(&j.dropped, status.dropped_total);
         set(&j.denied_full, status.denied_full_total);
         if let Some(d) = &status.degraded {
-            for mode in ["normal", "degraded"] {
+            for mode in ["normal", "degraded", "emergency"] {
                 j.mode
                     .get_or_create(&ModeLabels {
                         agent: agent.into(),
@@ -174,6 +174,7 @@ impl Metrics {
                     Duration::from_millis(d.snapshot_age_ms.unsigned_abs()).as_secs_f64()
                 });
             set(&j.sync_failures, d.sync_failures);
+            set(&j.emergency_decisions, d.emergency_decisions);
             for t in &d.decisions {
                 j.tier_decisions
                     .get_or_create(&TierLabels {
@@ -318,6 +319,7 @@ struct JournalGauges {
     snapshot_age: Family<AgentLabels, Gauge<f64, AtomicU64>>,
     sync_failures: Family<AgentLabels, Gauge>,
     tier_decisions: Family<TierLabels, Gauge>,
+    emergency_decisions: Family<AgentLabels, Gauge>,
 }
 
 impl JournalGauges {
@@ -359,7 +361,7 @@ impl JournalGauges {
         }
         registry.register(
             "policy_agent_mode",
-            "The agent's mode: 1 for the current one (normal, degraded)",
+            "The agent's mode: 1 for the current one (normal, degraded, emergency)",
             g.mode.clone(),
         );
         registry.register(
@@ -388,6 +390,11 @@ impl JournalGauges {
             g.sync_failures.clone(),
         );
         registry.register(
+            "policy_agent_emergency_decisions",
+            "Decisions made in emergency (break-glass) mode since the agent started",
+            g.emergency_decisions.clone(),
+        );
+        registry.register(
             "policy_agent_degraded_decisions",
             "Decisions made in degraded mode since the agent started, by tier and outcome",
             g.tier_decisions.clone(),
@@ -406,12 +413,13 @@ impl JournalGauges {
             &self.transitions,
             &self.snapshot_version,
             &self.sync_failures,
+            &self.emergency_decisions,
         ] {
             f.remove(labels);
         }
         self.in_mode.remove(labels);
         self.snapshot_age.remove(labels);
-        for mode in ["normal", "degraded"] {
+        for mode in ["normal", "degraded", "emergency"] {
             self.mode.remove(&ModeLabels {
                 agent: labels.agent.clone(),
                 mode: mode.into(),

@@ -113,7 +113,7 @@ pub struct StackOptions {
     pub local_log_limit: Option<(u64, &'static str)>,
     /// Lines of the agent's `journal.degraded` section (YAML, indented
     /// under `degraded:`), e.g. `enter_after_ms: 300`; `None`: the defaults.
-    pub degraded: Option<&'static str>,
+    pub degraded: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -206,7 +206,7 @@ impl Stack {
                 options.local_log_limit,
             ));
             agent_yaml.push_str("    data_sync_interval_ms: 200\n");
-            if let Some(degraded) = options.degraded {
+            if let Some(degraded) = &options.degraded {
                 agent_yaml.push_str("    degraded:\n");
                 for line in degraded.lines() {
                     agent_yaml.push_str(&format!("      {}\n", line.trim()));
@@ -439,6 +439,11 @@ impl Stack {
             ));
         }
         out
+    }
+
+    /// The agent's Unix socket.
+    pub fn agent_socket(&self) -> &Path {
+        &self.agent_socket
     }
 
     /// The temporary directory with configs, logs and the agent socket.

@@ -198,6 +198,15 @@ impl PolicyAgent for FakeAgent {
         }))
     }
 
+    async fn set_emergency(
+        &self,
+        _: tonic::Request<policy_proto::agent::EmergencyRequest>,
+    ) -> Result<tonic::Response<policy_proto::agent::EmergencyStatus>, tonic::Status> {
+        Err(tonic::Status::failed_precondition(
+            "a fake agent has no emergency mode",
+        ))
+    }
+
     async fn health(
         &self,
         _: tonic::Request<HealthRequest>,
