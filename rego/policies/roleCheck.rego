@@ -3,8 +3,9 @@
 # description: >-
 #   Requires roles. The caller's roles are the union of the roles claim of
 #   the validated token (state "claims"; an array or a space-separated string)
-#   and the role bindings data.policy_data.roleCheck.bindings[<user>], where
-#   user is state "user", else the claims' sub. match "any" needs one of the
+#   and the role bindings data.policy_data.roleCheck.bindings[<user>] and
+#   data.synced.role_bindings[<user>] (synced from the journal, cached for
+#   degraded mode), where user is state "user", else the claims' sub. match "any" needs one of the
 #   required roles, "all" needs every one of them.
 # custom:
 #   version: 1.0.0
@@ -62,6 +63,7 @@ result(ctx, md) := r if {
 	claims := object.get(state, "claims", {})
 	is_object(claims)
 	is_object(_bindings_raw)
+	is_object(_synced_raw)
 	r := _verdict(ctx, md, claims, claim, required, match)
 } else := r if {
 	r = _decide(ctx, md)
@@ -140,8 +142,10 @@ _claim_value(claims, name) := v if {
 	v != null
 }
 
-_bound_roles(user) := {r | some r in _bindings[user]; is_string(r); r != ""} if {
-	is_array(_bindings[user])
+_bound_roles(user) := _roles_in(_bindings, user) | _roles_in(_synced_bindings, user)
+
+_roles_in(bindings, user) := {r | some r in bindings[user]; is_string(r); r != ""} if {
+	is_array(bindings[user])
 } else := set()
 
 _user(ctx) := u if {
@@ -214,8 +218,19 @@ _bindings := b if {
 	is_object(b)
 } else := {}
 
+_synced_raw := b if {
+	b = data.synced.role_bindings
+} else := {}
+
+_synced_bindings := b if {
+	b = _synced_raw
+	is_object(b)
+} else := {}
+
 _data_error := "policy data: roleCheck.bindings must be an object" if {
 	not is_object(_bindings_raw)
+} else := "policy data: synced.role_bindings must be an object" if {
+	not is_object(_synced_raw)
 }
 
 # --- results --------------------------------------------------------------------

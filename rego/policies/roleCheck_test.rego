@@ -113,6 +113,27 @@ test_malformed_binding_ignored if {
 	run({"user": "eve"}, {"required_roles": ["admin"]}) == forbidden("requires one of the roles: admin")
 }
 
+test_binding_synced_from_the_journal if {
+	r := roleCheck.result(mkctx({"user": "carol"}), {"required_roles": ["approver"]}) with data.synced.role_bindings as {"carol": ["approver"]}
+	r == allowed
+}
+
+test_bindings_of_both_sources_are_united if {
+	r := roleCheck.result(mkctx({"user": "bob"}), {"required_roles": ["auditor", "approver"], "match": "all"}) with data.policy_data.roleCheck.bindings as fixture_bindings
+		with data.synced.role_bindings as {"bob": ["approver"]}
+	r == allowed
+}
+
+test_synced_bindings_of_another_user_do_not_count if {
+	r := roleCheck.result(mkctx({"user": "bob"}), {"required_roles": ["approver"]}) with data.synced.role_bindings as {"carol": ["approver"], "bob": "approver"}
+	r == forbidden("requires one of the roles: approver")
+}
+
+test_synced_bindings_not_object if {
+	r := roleCheck.result(mkctx({"user": "alice"}), {"required_roles": ["admin"]}) with data.synced.role_bindings as ["alice"]
+	is_error(r, "policy data: synced.role_bindings must be an object")
+}
+
 test_no_binding_data if {
 	r := roleCheck.result(mkctx({"user": "alice"}), {"required_roles": ["admin"]})
 	r == forbidden("requires one of the roles: admin")

@@ -35,8 +35,8 @@ use serde_json::{Value, json};
 
 use crate::{AgentOptions, agent_binary, connect_uds, envoy, sha256_hex};
 pub use configs::{
-    ADMIN_ROUTE, UNKNOWN_POLICY, UNKNOWN_POLICY_PATH, UNKNOWN_POLICY_ROUTE, UPLOAD_PATH,
-    UPLOAD_ROUTE, USERS_ROUTE,
+    ADMIN_ROUTE, APPROVE_ROUTE, EXEC_ROUTE, PLATFORM_ROUTE, UNKNOWN_POLICY, UNKNOWN_POLICY_PATH,
+    UNKNOWN_POLICY_ROUTE, UPLOAD_PATH, UPLOAD_ROUTE, USERS_ROUTE,
 };
 pub use http::{HttpRequest, HttpResponse};
 pub use journal::JournalProcess;
@@ -114,6 +114,9 @@ pub struct StackOptions {
     /// Lines of the agent's `journal.degraded` section (YAML, indented
     /// under `degraded:`), e.g. `enter_after_ms: 300`; `None`: the defaults.
     pub degraded: Option<String>,
+    /// Adds the operations routes ([`configs::EXEC_ROUTE`],
+    /// [`configs::PLATFORM_ROUTE`], [`configs::APPROVE_ROUTE`]).
+    pub ops_routes: bool,
 }
 
 impl Default for StackOptions {
@@ -131,6 +134,7 @@ impl Default for StackOptions {
             journal: false,
             local_log_limit: None,
             degraded: None,
+            ops_routes: false,
         }
     }
 }
@@ -235,6 +239,7 @@ impl Stack {
             users_burst: options.users_burst,
             fail_open: options.fail_open,
             unknown_policy_route: options.unknown_policy_route,
+            ops_routes: options.ops_routes,
         })?;
         let kernel_config_path = path("kernel-config.yaml");
         write_atomically(
@@ -269,8 +274,12 @@ impl Stack {
         .and_then(|ready| ready)
         .with_context(|| format!("kernel log:\n{}", tail(&kernel.log_text(), 40)))?;
 
-        let envoy_config =
-            configs::envoy_config(ext_proc, upstream.addr(), options.unknown_policy_route)?;
+        let envoy_config = configs::envoy_config(
+            ext_proc,
+            upstream.addr(),
+            options.unknown_policy_route,
+            options.ops_routes,
+        )?;
         let envoy_config_path = path("envoy.yaml");
         std::fs::write(&envoy_config_path, serde_yaml_ng::to_string(&envoy_config)?)?;
         let admin_file = path("envoy-admin-address");

@@ -17,7 +17,8 @@ use anyhow::{Context as _, ensure};
 use journal_client::{DecisionRecord, Verdict};
 use policy_engine_tests::stack::journal::policyctl_binary;
 use policy_engine_tests::stack::{
-    ADMIN_ROUTE, AGENT_NAME, HttpRequest, Stack, StackOptions, USERS_ROUTE, eventually,
+    ADMIN_ROUTE, AGENT_NAME, APPROVE_ROUTE, EXEC_ROUTE, HttpRequest, PLATFORM_ROUTE, Stack,
+    StackOptions, USERS_ROUTE, eventually,
 };
 
 const ALICE_KEY: &str = "pe_live_4lice_Zq81mW0xKc3v";
@@ -26,6 +27,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 fn options(degraded: &str) -> StackOptions {
     StackOptions {
+        ops_routes: true,
         api_keys: vec![(ALICE_KEY.into(), "alice".into())],
         journal: true,
         users_requests_per_second: 100_000.0,
@@ -83,9 +85,16 @@ fn put_data(stack: &Stack) -> anyhow::Result<()> {
     std::fs::write(
         &file,
         serde_json::to_vec(&serde_json::json!({
-            "role_bindings": {"alice": ["reader"]},
+            "role_bindings": {"alice": ["reader"], "bob": ["approver"]},
             "command_whitelists": {"diagnostics": ["uptime", "df -h"]},
-            "platform_admins": ["root-operator"],
+            "platform_admins": ["alice"],
+            "approvals": {"a-1": {
+                "operation": "drain-node",
+                "requested_by": "alice",
+                "approved_by": "bob",
+                "approver_roles": ["approver"],
+                "expires_at": "2099-01-01T00:00:00Z",
+            }},
         }))?,
     )?;
     let out = std::process::Command::new(policyctl_binary()?)
@@ -102,6 +111,56 @@ fn put_data(stack: &Stack) -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(())
+}
+
+/// The operations routes' requests, what each answers while connected and
+/// while partitioned, and the tier a partitioned answer is recorded with.
+fn ops_matrix() -> Vec<(&'static str, HttpRequest, u16, u16, &'static str)> {
+    let alice = |path: &str| HttpRequest::get(path).header("x-api-key", ALICE_KEY);
+    vec![
+        (
+            "exec-listed",
+            HttpRequest::get(EXEC_ROUTE).header("x-command", "uptime"),
+            200,
+            200,
+            "degraded:whitelist",
+        ),
+        (
+            "exec-unlisted",
+            HttpRequest::get(EXEC_ROUTE).header("x-command", "rm -rf /"),
+            403,
+            403,
+            "degraded:whitelist",
+        ),
+        (
+            "platform-admin",
+            alice(PLATFORM_ROUTE),
+            200,
+            200,
+            "degraded:admin",
+        ),
+        (
+            "platform-no-key",
+            HttpRequest::get(PLATFORM_ROUTE),
+            401,
+            401,
+            "degraded:admin",
+        ),
+        (
+            "approved",
+            alice(APPROVE_ROUTE).header("x-approval-id", "a-1"),
+            200,
+            503,
+            "degraded:two_person",
+        ),
+        (
+            "unknown-approval",
+            alice(APPROVE_ROUTE).header("x-approval-id", "a-9"),
+            403,
+            503,
+            "degraded:two_person",
+        ),
+    ]
 }
 
 fn tagged(req: HttpRequest, id: &str) -> HttpRequest {
@@ -131,6 +190,20 @@ async fn a_partition_runs_cached_tiers_records_them_degraded_and_replays_them() 
     put_data(&stack)?;
     wait_snapshot(&stack, 1.0).await?;
     wait_mode(&stack, "normal").await?;
+
+    // Connected: the operations routes decide on the synced data (a valid
+    // two-person approval is allowed, an unknown one is not).
+    for (name, req, connected, _, _) in ops_matrix() {
+        let r = stack
+            .send(&tagged(req, &format!("connected-{name}")))
+            .await?;
+        ensure!(
+            r.status == connected,
+            "connected {name}: {} (want {connected})\n{}",
+            r.status,
+            stack.logs(20)
+        );
+    }
 
     // Before the partition: normal decisions (and the baseline latency).
     let r = stack
@@ -218,6 +291,26 @@ async fn a_partition_runs_cached_tiers_records_them_degraded_and_replays_them() 
         }
     }
     let per_request = started.elapsed() / u32::try_from(during.len())?;
+    // Each tier per ADR-011: whitelist and admin run on the cached data,
+    // two-person approvals are denied with 503.
+    for (name, req, _, partitioned, _) in ops_matrix() {
+        let r = stack
+            .send(&tagged(req, &format!("partitioned-{name}")))
+            .await?;
+        ensure!(
+            r.status == partitioned,
+            "partitioned {name}: {} (want {partitioned})\n{}",
+            r.status,
+            stack.logs(20)
+        );
+        if partitioned == 503 {
+            ensure!(
+                r.header("x-policy-degraded") == Some("two_person"),
+                "{name}: {:?}",
+                r.header("x-policy-degraded")
+            );
+        }
+    }
     // The kernel exports the counts from the agent's next health check.
     eventually("degraded decisions in the metrics", WAIT, || async {
         let allowed = tier_count(&stack, "rbac", "allow").await?;
@@ -270,6 +363,9 @@ async fn a_partition_runs_cached_tiers_records_them_degraded_and_replays_them() 
             request_record(&records, id)?;
         }
         request_record(&records, "after-restart")?;
+        for (name, ..) in ops_matrix() {
+            request_record(&records, &format!("partitioned-{name}"))?;
+        }
         Ok(records)
     })
     .await
@@ -277,6 +373,30 @@ async fn a_partition_runs_cached_tiers_records_them_degraded_and_replays_them() 
     ensure!(request_record(&records, "before")?.mode == "normal");
     ensure!(request_record(&records, "after")?.mode == "normal");
     ensure!(request_record(&records, "after-restart")?.mode == "degraded:rbac");
+    for (name, _, connected, partitioned, mode) in ops_matrix() {
+        let before = request_record(&records, &format!("connected-{name}"))?;
+        ensure!(
+            before.mode == "normal"
+                && before.http_status == (connected != 200).then_some(u32::from(connected)),
+            "connected-{name}: {before:?}"
+        );
+        let during = request_record(&records, &format!("partitioned-{name}"))?;
+        ensure!(
+            during.mode == mode,
+            "partitioned-{name}: mode {}",
+            during.mode
+        );
+        let decision = if partitioned == 200 {
+            Verdict::Allow
+        } else {
+            Verdict::Deny
+        };
+        ensure!(
+            during.decision == decision,
+            "partitioned-{name}: {:?}",
+            during.decision
+        );
+    }
     for (id, name, want) in &during {
         let rec = request_record(&records, id)?;
         ensure!(rec.mode == "degraded:rbac", "{id}: mode {}", rec.mode);

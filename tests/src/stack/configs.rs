@@ -35,6 +35,33 @@ pub const UNKNOWN_POLICY_ROUTE: &str = "unknown-policy";
 pub const UNKNOWN_POLICY_PATH: &str = "/api/v1/unknown";
 /// A policy name the agent does not have.
 pub const UNKNOWN_POLICY: &str = "noSuchPolicy";
+/// Routes added with [`KernelSettings::ops_routes`], one per degraded-mode
+/// tier of the operations policies: a whitelisted command (`whitelist`),
+/// a platform-admin action (`admin`), a two-person approved operation
+/// (`two_person`). Each name is also its path prefix.
+pub const EXEC_ROUTE: &str = "/api/v1/exec";
+pub const PLATFORM_ROUTE: &str = "/api/v1/platform";
+pub const APPROVE_ROUTE: &str = "/api/v1/approve";
+
+/// The request chains of the operations routes.
+fn ops_chains() -> [(&'static str, Value); 3] {
+    let api_key =
+        json!({"policy": "apiKeyAuth", "metadata": {"header_name": "X-API-Key", "required": true}});
+    [
+        (
+            EXEC_ROUTE,
+            json!([{"policy": "commandWhitelist", "metadata": {"whitelist": "diagnostics", "source": "header:x-command"}}]),
+        ),
+        (
+            PLATFORM_ROUTE,
+            json!([api_key.clone(), {"policy": "platformAdmin"}]),
+        ),
+        (
+            APPROVE_ROUTE,
+            json!([api_key, {"policy": "twoPersonApproval", "metadata": {"operation": "drain-node", "required_role": "approver"}}]),
+        ),
+    ]
+}
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -80,6 +107,8 @@ pub struct KernelSettings<'a> {
     pub fail_open: bool,
     /// Adds the route [`UNKNOWN_POLICY_ROUTE`].
     pub unknown_policy_route: bool,
+    /// Adds [`EXEC_ROUTE`], [`PLATFORM_ROUTE`] and [`APPROVE_ROUTE`].
+    pub ops_routes: bool,
 }
 
 /// The kernel configuration (the `policy_kernel` document) as JSON.
@@ -117,6 +146,15 @@ pub fn kernel_config(settings: &KernelSettings<'_>) -> anyhow::Result<Value> {
         "request_policy_chain": [{"policy": "allowAll"}],
         "response_policy_chain": [],
     }));
+    if settings.ops_routes {
+        for (name, chain) in ops_chains() {
+            routes.push(json!({
+                "route_name": name,
+                "request_policy_chain": chain,
+                "response_policy_chain": [],
+            }));
+        }
+    }
     if settings.unknown_policy_route {
         routes.push(json!({
             "route_name": UNKNOWN_POLICY_ROUTE,
@@ -141,6 +179,7 @@ pub fn envoy_config(
     ext_proc: SocketAddr,
     upstream: SocketAddr,
     unknown_policy_route: bool,
+    ops_routes: bool,
 ) -> anyhow::Result<Value> {
     let path = repo_root().join("deploy/local/envoy.yaml");
     let mut doc = read_yaml(&path)?;
@@ -181,6 +220,32 @@ pub fn envoy_config(
             }
         }),
     );
+    let ops = if ops_routes {
+        ops_chains().map(|(name, _)| name).to_vec()
+    } else {
+        Vec::new()
+    };
+    for name in ops {
+        routes.insert(
+            catch_all,
+            json!({
+                "name": name,
+                "match": {"prefix": name, "case_sensitive": false},
+                "route": {"cluster": "demo_upstream"},
+                "typed_per_filter_config": {
+                    "envoy.filters.http.ext_proc": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+                        "overrides": {"processing_mode": {
+                            "request_header_mode": "SEND",
+                            "response_header_mode": "SKIP",
+                            "request_body_mode": "NONE",
+                            "response_body_mode": "NONE",
+                        }}
+                    }
+                }
+            }),
+        );
+    }
     if unknown_policy_route {
         routes.insert(
             catch_all,
