@@ -205,6 +205,34 @@ async fn a_partition_runs_cached_tiers_records_them_degraded_and_replays_them() 
         );
     }
 
+    // Steady probes (one every 20 ms) from here until after the journal is
+    // back, through the agent restart: every one answered 200 must reach
+    // the journal exactly once, and the first one recorded as degraded
+    // tells how long the agent took to degrade (the kernel's metrics only
+    // follow at its health-check interval). They run during both latency
+    // measurements below.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probes = tokio::spawn({
+        let (listener, stop) = (stack.listener(), stop.clone());
+        async move {
+            let mut answered = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let id = format!("probe-{n}");
+                let req = tagged(
+                    HttpRequest::get(USERS_ROUTE).header("x-api-key", ALICE_KEY),
+                    &id,
+                );
+                if let Ok(r) = policy_engine_tests::stack::http::send(listener, &req).await {
+                    answered.push((id, r.status));
+                }
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            answered
+        }
+    });
+
     // Before the partition: normal decisions (and the baseline latency).
     let r = stack
         .send(&tagged(
@@ -234,30 +262,9 @@ async fn a_partition_runs_cached_tiers_records_them_degraded_and_replays_them() 
     }
     let normal_per_request = started.elapsed() / 40;
 
-    // Probes from the cut on: the first one recorded as degraded tells how
-    // long the agent took to degrade (the kernel's metrics only follow at
-    // its health-check interval).
     let cut = time::OffsetDateTime::now_utc();
     stack.journal_mut()?.kill();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let probes = tokio::spawn({
-        let (listener, stop) = (stack.listener(), stop.clone());
-        async move {
-            let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let req = tagged(
-                    HttpRequest::get(USERS_ROUTE).header("x-api-key", ALICE_KEY),
-                    &format!("probe-{n}"),
-                );
-                let _ = policy_engine_tests::stack::http::send(listener, &req).await;
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    });
     wait_mode(&stack, "degraded").await?;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    probes.await?;
 
     // During: rbac + whitelist chains run on the cached data, each case as
     // in normal mode; every answer was recorded first.
@@ -347,6 +354,19 @@ async fn a_partition_runs_cached_tiers_records_them_degraded_and_replays_them() 
 
     stack.journal_mut()?.restart().await?;
     wait_mode(&stack, "normal").await?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let probes = probes.await?;
+    let probes_ok: Vec<&str> = probes
+        .iter()
+        .filter(|(_, status)| *status == 200)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    ensure!(
+        probes_ok.len() >= 20,
+        "{} of {} probes answered 200",
+        probes_ok.len(),
+        probes.len()
+    );
     let r = stack
         .send(&tagged(
             HttpRequest::get(USERS_ROUTE).header("x-api-key", ALICE_KEY),
@@ -365,6 +385,9 @@ async fn a_partition_runs_cached_tiers_records_them_degraded_and_replays_them() 
         request_record(&records, "after-restart")?;
         for (name, ..) in ops_matrix() {
             request_record(&records, &format!("partitioned-{name}"))?;
+        }
+        for id in &probes_ok {
+            request_record(&records, id)?;
         }
         Ok(records)
     })

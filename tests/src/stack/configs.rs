@@ -171,6 +171,27 @@ pub fn kernel_config(settings: &KernelSettings<'_>) -> anyhow::Result<Value> {
     Ok(doc)
 }
 
+/// An Envoy route `name` for the paths under `prefix` to the demo upstream
+/// whose request headers (only) go to the kernel.
+fn request_headers_route(name: &str, prefix: &str) -> Value {
+    json!({
+        "name": name,
+        "match": {"prefix": prefix, "case_sensitive": false},
+        "route": {"cluster": "demo_upstream"},
+        "typed_per_filter_config": {
+            "envoy.filters.http.ext_proc": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+                "overrides": {"processing_mode": {
+                    "request_header_mode": "SEND",
+                    "response_header_mode": "SKIP",
+                    "request_body_mode": "NONE",
+                    "response_body_mode": "NONE",
+                }}
+            }
+        }
+    })
+}
+
 /// The Envoy configuration as JSON: every port replaced (listener and
 /// admin 0, the kernel's ext_proc and the upstream as given), everything
 /// else as in `deploy/local/envoy.yaml`, plus the [`UPLOAD_ROUTE`] route
@@ -226,45 +247,12 @@ pub fn envoy_config(
         Vec::new()
     };
     for name in ops {
-        routes.insert(
-            catch_all,
-            json!({
-                "name": name,
-                "match": {"prefix": name, "case_sensitive": false},
-                "route": {"cluster": "demo_upstream"},
-                "typed_per_filter_config": {
-                    "envoy.filters.http.ext_proc": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
-                        "overrides": {"processing_mode": {
-                            "request_header_mode": "SEND",
-                            "response_header_mode": "SKIP",
-                            "request_body_mode": "NONE",
-                            "response_body_mode": "NONE",
-                        }}
-                    }
-                }
-            }),
-        );
+        routes.insert(catch_all, request_headers_route(name, name));
     }
     if unknown_policy_route {
         routes.insert(
             catch_all,
-            json!({
-                "name": UNKNOWN_POLICY_ROUTE,
-                "match": {"prefix": UNKNOWN_POLICY_PATH, "case_sensitive": false},
-                "route": {"cluster": "demo_upstream"},
-                "typed_per_filter_config": {
-                    "envoy.filters.http.ext_proc": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
-                        "overrides": {"processing_mode": {
-                            "request_header_mode": "SEND",
-                            "response_header_mode": "SKIP",
-                            "request_body_mode": "NONE",
-                            "response_body_mode": "NONE",
-                        }}
-                    }
-                }
-            }),
+            request_headers_route(UNKNOWN_POLICY_ROUTE, UNKNOWN_POLICY_PATH),
         );
     }
 
