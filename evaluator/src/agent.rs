@@ -296,18 +296,19 @@ impl Agent {
         req: &PolicyRequest,
     ) -> Option<(Arc<DegradedState>, Decision)> {
         let state = self.journal.as_ref()?.degraded()?;
-        let steps: Vec<(&str, Tier)> = req
-            .policies
-            .iter()
-            .map(|p| {
-                let tier = set
-                    .registry()
-                    .get(&p.name)
-                    .map_or(Tier::Complex, |r| r.info.tier);
-                (p.name.as_str(), tier)
-            })
-            .collect();
-        match state.decide(&steps) {
+        let steps = || {
+            req.policies
+                .iter()
+                .map(|p| {
+                    let tier = set
+                        .registry()
+                        .get(&p.name)
+                        .map_or(Tier::Complex, |r| r.info.tier);
+                    (p.name.as_str(), tier)
+                })
+                .collect()
+        };
+        match state.decide(steps) {
             Decision::Normal => None,
             other => Some((state.clone(), other)),
         }

@@ -112,14 +112,17 @@ impl DegradedState {
     }
 
     /// The mode now, and the verdict for a chain of `steps` when degraded.
-    pub fn decide(&self, steps: &[(&str, Tier)]) -> Decision {
-        if self.emergency(Instant::now()).is_some() {
+    /// `steps` (the chain's policies and tiers) is only called when the
+    /// agent is degraded, so normal-mode requests build nothing.
+    pub fn decide<'a>(&self, steps: impl FnOnce() -> Vec<(&'a str, Tier)>) -> Decision {
+        let now = Instant::now();
+        if self.emergency(now).is_some() {
             return Decision::Emergency;
         }
-        match self.tracker.state(Instant::now()).mode {
+        match self.tracker.state(now).mode {
             Mode::Normal => Decision::Normal,
             Mode::Degraded => Decision::Degraded(policy_degraded::verdict(
-                steps,
+                &steps(),
                 self.snapshot.age(OffsetDateTime::now_utc()),
                 &self.config,
             )),
