@@ -27,8 +27,13 @@ const SKIP_PREFIX: &str = "todo_test_";
 pub struct TestCase {
     /// Full name, e.g. `data.pkg.test_x` or `data.pkg.test_x#01`.
     pub name: String,
+    /// The package, e.g. `data.pkg`.
+    pub package: String,
     /// The file the rule is in, as loaded.
     pub file: String,
+    /// Where the rule starts (1-based).
+    pub row: u32,
+    pub col: u32,
     /// Whether the test is marked `todo_test_` and is not run.
     pub is_skipped: bool,
     /// Components under `data` of the document the test produces.
@@ -38,6 +43,16 @@ pub struct TestCase {
     pub has_cases: bool,
     pub module: Ref<Module>,
     pub rule: Ref<Rule>,
+}
+
+impl TestCase {
+    /// The name under the package, e.g. `test_x` or `p.q.test_x#01`.
+    pub fn short_name(&self) -> &str {
+        self.name
+            .strip_prefix(self.package.as_str())
+            .and_then(|rest| rest.strip_prefix('.'))
+            .unwrap_or(&self.name)
+    }
 }
 
 /// Every test in `engine`'s modules, in load order then source order.
@@ -83,7 +98,10 @@ pub fn discover(engine: &mut Engine) -> anyhow::Result<Vec<TestCase>> {
             }
             tests.push(TestCase {
                 name,
+                package: format_ref(package.components.iter().map(String::as_str)),
                 file: span.source.file().clone(),
+                row: span.line,
+                col: span.col,
                 is_skipped,
                 path: package
                     .components

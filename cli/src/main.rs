@@ -5,7 +5,9 @@
 //! policy that passes `policyctl test` behaves the same in the agent. This
 //! file only parses arguments and dispatches; each command is its own module.
 
+mod check;
 mod compile;
+mod conformance;
 mod diagnostic;
 mod discover;
 mod emergency;
@@ -16,6 +18,7 @@ mod load;
 mod query_text;
 mod table;
 mod test_cmd;
+mod test_formats;
 mod test_report;
 mod up;
 
@@ -24,7 +27,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// Exit status for usage, load, compile and evaluation errors.
-const ERROR: u8 = 1;
+pub const ERROR: u8 = 1;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,6 +58,10 @@ enum Command {
     Emergency(emergency::EmergencyArgs),
     /// Run Rego tests: rules named `test_*` (like `opa test`)
     Test(test_cmd::TestArgs),
+    /// Parse and compile Rego files and report errors (like `opa check`)
+    Check(check::CheckArgs),
+    /// Run test cases in OPA's compliance-case format (JSON or YAML)
+    Conformance(conformance::ConformanceArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +85,8 @@ fn main() -> ExitCode {
         Command::Up(args) => up::run(args),
         Command::Journal(args) => journal::run(args),
         Command::Test(args) => test_cmd::run(args),
+        Command::Conformance(args) => conformance::run(args),
+        Command::Check(args) => check::run(args),
         Command::Emergency(args) => emergency::run(args),
     };
     result.unwrap_or_else(|e| {

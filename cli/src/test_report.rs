@@ -159,7 +159,7 @@ impl<W: Write> Reporter<W> {
     }
 }
 
-fn label(outcome: &Outcome) -> &'static str {
+pub fn label(outcome: &Outcome) -> &'static str {
     match outcome {
         Outcome::Pass => "PASS",
         Outcome::Fail => "FAIL",

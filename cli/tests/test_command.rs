@@ -1,4 +1,5 @@
 //! `policyctl test` on the fixture policies in `tests/fixtures/`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
 mod common;
 
@@ -248,4 +249,238 @@ fn a_usage_error_exits_one() {
     let run = policyctl(&["test", "--no-such-flag"]);
     assert!(run.stderr.contains("--no-such-flag"), "{}", run.stderr);
     assert_eq!(run.code, 1);
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn json_format_has_opa_shape() {
+    let run = policyctl(&["test", "-f", "json", "tests/fixtures/failing"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let results = json(&run.stdout);
+    let results = results.as_array().expect("a list of results");
+    assert_eq!(results.len(), 4);
+    let wrong = &results[1];
+    assert_eq!(wrong["package"], "data.fixtures.failing");
+    assert_eq!(wrong["name"], "test_sum_wrong");
+    assert_eq!(wrong["fail"], true);
+    assert_eq!(
+        wrong["location"],
+        serde_json::json!({"file": "tests/fixtures/failing/failing_test.rego", "row": 5, "col": 1})
+    );
+    assert!(wrong["duration"].as_u64().is_some(), "duration in ns");
+    // print() output, base64 as Go marshals []byte, without location.
+    assert_eq!(wrong["output"], "c3VtIGlzIDMK"); // "sum is 3\n"
+    let passing = &results[0];
+    assert!(passing.get("fail").is_none() && passing.get("error").is_none());
+}
+
+#[test]
+fn json_format_reports_errors_skips_and_cases() {
+    let erroring = json(&policyctl(&["test", "-f", "json", "tests/fixtures/erroring"]).stdout);
+    let conflict = erroring
+        .as_array()
+        .and_then(|r| r.iter().find(|t| t["name"] == "test_conflict"))
+        .expect("test_conflict reported");
+    assert_eq!(conflict["error"]["code"], "eval_conflict_error");
+    let todo = json(&policyctl(&["test", "-f", "json", "tests/fixtures/todo"]).stdout);
+    assert!(
+        todo.as_array()
+            .is_some_and(|r| r.iter().any(|t| t["skip"] == true)),
+        "{todo}"
+    );
+    let passing = json(&policyctl(&["test", "-f", "json", "tests/fixtures/passing"]).stdout);
+    let cases = passing
+        .as_array()
+        .and_then(|r| r.iter().find(|t| t["name"] == "test_cases"))
+        .expect("test_cases reported");
+    assert_eq!(
+        cases["sub_results"],
+        serde_json::json!({"admin": {"name": "admin"}, "get": {"name": "get"}})
+    );
+}
+
+#[test]
+fn junit_format_lists_suites_and_failures() {
+    let run = policyctl(&["test", "-f", "junit", "tests/fixtures/failing"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stdout.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"policyctl test\" tests=\"4\" failures=\"3\" errors=\"0\" skipped=\"0\""), "{}", run.stdout);
+    assert!(run.stdout.contains(
+        "<testsuite name=\"tests/fixtures/failing/failing_test.rego\" tests=\"4\" failures=\"3\""
+    ));
+    assert!(
+        run.stdout
+            .contains("<testcase name=\"test_sum_wrong\" classname=\"data.fixtures.failing\"")
+    );
+    assert!(run.stdout.contains("<failure message=\"test failed\"/>"));
+    assert!(
+        run.stdout.contains(
+            "<system-out>tests/fixtures/failing/failing_test.rego:7: sum is 3</system-out>"
+        )
+    );
+    assert!(run.stdout.trim_end().ends_with("</testsuites>"));
+}
+
+#[test]
+fn coverage_prints_opa_report() {
+    let run = policyctl(&["test", "--coverage", "tests/fixtures/coverage"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = json(&run.stdout);
+    // Expression lines evaluated by the test are covered; the second
+    // condition of `deny` is never reached.
+    let policy = &report["files"]["tests/fixtures/coverage/policy.rego"];
+    let rows = |key: &str| -> Vec<(u64, u64)> {
+        policy[key]
+            .as_array()
+            .map(|ranges| {
+                ranges
+                    .iter()
+                    .filter_map(|r| Some((r["start"]["row"].as_u64()?, r["end"]["row"].as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(rows("covered").contains(&(4, 4)), "{policy}");
+    assert_eq!(rows("not_covered"), vec![(9, 9)], "{policy}");
+    assert_eq!(
+        policy["covered_lines"].as_u64().unwrap_or(0)
+            + policy["not_covered_lines"].as_u64().unwrap_or(0),
+        rows("covered")
+            .iter()
+            .chain(&rows("not_covered"))
+            .map(|(a, b)| b - a + 1)
+            .sum::<u64>()
+    );
+    let total = report["coverage"].as_f64().expect("coverage number");
+    assert!(total > 0.0 && total < 100.0, "{total}");
+    let test_file = &report["files"]["tests/fixtures/coverage/policy_test.rego"];
+    assert_eq!(test_file["coverage"], 100, "{test_file}");
+}
+
+#[test]
+fn a_coverage_threshold_not_met_exits_two_listing_uncovered_lines() {
+    let run = policyctl(&["test", "--threshold", "99", "tests/fixtures/coverage"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("Code coverage threshold not met: got ")
+            && run.stderr.contains(
+                " instead of 99.00\nLines not covered:\n\ttests/fixtures/coverage/policy.rego:9"
+            ),
+        "{}",
+        run.stderr
+    );
+    let met = policyctl(&["test", "--threshold", "10", "tests/fixtures/coverage"]);
+    assert_eq!(met.code, 0, "{}", met.stderr);
+    let invalid = policyctl(&["test", "--threshold", "101", "tests/fixtures/coverage"]);
+    assert_eq!(invalid.code, 1);
+    assert!(
+        invalid.stderr.contains("between 0 and 100"),
+        "{}",
+        invalid.stderr
+    );
+}
+
+#[test]
+fn a_module_no_test_reaches_counts_as_not_covered() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("a_test.rego"),
+        "package a_test\n\ntest_t if true\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("b.rego"),
+        "package b\n\nallow if {\n\tinput.x == 1\n}\n",
+    )
+    .expect("write");
+    let root = dir.path().to_str().expect("UTF-8");
+    let run = policyctl(&["test", "--coverage", root]);
+    let report = json(&run.stdout);
+    let b = &report["files"][format!("{root}/b.rego")];
+    assert_eq!(
+        b["not_covered"],
+        serde_json::json!([{"start": {"row": 3}, "end": {"row": 4}}]),
+        "{report}"
+    );
+    assert!(
+        b.get("coverage").is_none(),
+        "0% is omitted as OPA does: {b}"
+    );
+}
+
+#[test]
+fn fail_on_empty_exits_one_when_no_test_ran() {
+    let run = policyctl(&[
+        "test",
+        "--fail-on-empty",
+        "-r",
+        "nothing_matches",
+        "tests/fixtures/passing",
+    ]);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stderr, "no tests were run\n");
+    let ran = policyctl(&["test", "--fail-on-empty", "tests/fixtures/passing"]);
+    assert_eq!(ran.code, 0);
+}
+
+#[test]
+fn bench_reports_iterations_and_ns_per_op() {
+    let run = policyctl(&[
+        "test",
+        "--bench",
+        "-r",
+        "test_admin_allowed",
+        "tests/fixtures/passing",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let re = regex::Regex::new(
+        r"^data\.fixtures\.passing\.authz_test\.test_admin_allowed\t +\d+\t +\d+ ns/op\n$",
+    )
+    .expect("valid regex");
+    assert!(re.is_match(&run.stdout), "{}", run.stdout);
+}
+
+#[test]
+fn report_writes_evidence_with_file_digests() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("evidence");
+    let run = policyctl(&[
+        "test",
+        "--coverage",
+        "--report",
+        out.to_str().expect("UTF-8 path"),
+        "tests/fixtures/data_dep",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text =
+        std::fs::read_to_string(out.join("policy-test-report.json")).expect("report written");
+    let report = json(&text);
+    assert_eq!(report["tool"]["name"], "policyctl");
+    assert_eq!(report["passed"], true);
+    assert!(
+        report["generated_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    assert!(report["summary"]["passed"].as_u64().is_some_and(|n| n > 0));
+    assert!(report["results"].as_array().is_some_and(|r| !r.is_empty()));
+    assert!(report["coverage"]["coverage"].is_number());
+    let files = report["files"].as_array().expect("files");
+    let data = files
+        .iter()
+        .find(|f| f["path"] == "tests/fixtures/data_dep/data.json")
+        .expect("data file listed");
+    assert_eq!(data["kind"], "data");
+    use sha2::Digest;
+    let bytes = std::fs::read("tests/fixtures/data_dep/data.json").expect("fixture");
+    assert_eq!(data["sha256"], hex::encode(sha2::Sha256::digest(&bytes)));
+    assert!(files.iter().any(|f| f["kind"] == "policy"));
+}
+
+#[test]
+fn bundle_flag_is_accepted_like_opa() {
+    let run = policyctl(&["test", "-b", "tests/fixtures/passing"]);
+    assert_eq!(run.stdout, "5 passed, 0 failed\n");
 }

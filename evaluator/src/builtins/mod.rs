@@ -8,8 +8,12 @@
 //! As in OPA (non-strict mode), a builtin error makes the calling expression
 //! undefined; the error itself is kept for the decision's diagnostics.
 
+mod aws;
 mod crypto;
+mod graphql;
 mod jwt;
+mod misc;
+mod net;
 mod ratelimit;
 
 use std::sync::Arc;
@@ -45,6 +49,14 @@ impl BuiltinError {
             Self::Unknown(_) => "builtin_unknown",
         }
     }
+
+    /// OPA's error code for the same failure in strict mode.
+    pub fn opa_code(&self) -> &'static str {
+        match self {
+            Self::Operand { .. } => "eval_type_error",
+            Self::Invalid { .. } | Self::Unknown(_) => "eval_builtin_error",
+        }
+    }
 }
 
 /// Outcome of one non-deterministic builtin call, kept for decision records
@@ -65,6 +77,26 @@ pub fn take_recorded() -> Vec<RecordedCall> {
     RECORDED.with_borrow_mut(std::mem::take)
 }
 
+/// A family of deterministic builtins: its (name, arity) table and its call.
+type Family = (
+    &'static [(&'static str, usize)],
+    fn(&str, &[Value]) -> Result<Value, BuiltinError>,
+);
+
+/// Every deterministic family, in lookup order.
+const FAMILIES: &[Family] = &[
+    (crypto::BUILTINS, crypto::call),
+    (jwt::BUILTINS, jwt::call),
+    (net::BUILTINS, net::call),
+    (graphql::BUILTINS, graphql::call),
+    (aws::BUILTINS, aws::call),
+    (misc::BUILTINS, misc::call),
+];
+
+/// Deterministic-family builtins whose result depends on the outside world
+/// (DNS), recorded for replay like the rate limiter.
+const NONDETERMINISTIC: &[&str] = &["net.lookup_ip_addr"];
+
 /// The native builtins shared by every worker of an agent.
 #[derive(Clone)]
 pub struct NativeBuiltins {
@@ -79,9 +111,9 @@ impl NativeBuiltins {
 
     /// Every native builtin as (name, arity).
     pub fn signatures() -> impl Iterator<Item = (&'static str, usize)> {
-        crypto::BUILTINS
+        FAMILIES
             .iter()
-            .chain(jwt::BUILTINS)
+            .flat_map(|(table, _)| table.iter())
             .chain(ratelimit::BUILTINS)
             .copied()
     }
@@ -89,7 +121,7 @@ impl NativeBuiltins {
     /// Whether a call to `name` has a result that differs between runs with
     /// the same arguments (and so is recorded for replay).
     pub fn is_nondeterministic(name: &str) -> bool {
-        ratelimit::BUILTINS.iter().any(|(n, _)| *n == name)
+        ratelimit::BUILTINS.iter().any(|(n, _)| *n == name) || NONDETERMINISTIC.contains(&name)
     }
 
     /// Calls builtin `name` with `args`. A non-deterministic call's result
@@ -106,11 +138,20 @@ impl NativeBuiltins {
             });
             return Ok(result);
         }
-        if crypto::BUILTINS.iter().any(|(n, _)| *n == name) {
-            return crypto::call(name, args);
-        }
-        if jwt::BUILTINS.iter().any(|(n, _)| *n == name) {
-            return jwt::call(name, args);
+        for (table, call) in FAMILIES {
+            if table.iter().any(|(n, _)| *n == name) {
+                let result = call(name, args)?;
+                if NONDETERMINISTIC.contains(&name) {
+                    RECORDED.with_borrow_mut(|r| {
+                        r.push(RecordedCall {
+                            name: name.to_string(),
+                            args: args.to_vec(),
+                            result: result.clone(),
+                        })
+                    });
+                }
+                return Ok(result);
+            }
         }
         Err(BuiltinError::Unknown(name.to_string()))
     }
@@ -124,15 +165,35 @@ impl NativeBuiltins {
         }
     }
 
-    /// Registers every native builtin as an interpreter extension on `engine`.
+    /// Registers every native builtin as an interpreter extension on `engine`,
+    /// with OPA's default (non-strict) semantics: an error makes the calling
+    /// expression undefined.
     pub fn register_extensions(&self, engine: &mut regorus::Engine) -> anyhow::Result<()> {
+        self.register_extensions_with(engine, false)
+    }
+
+    /// Registers every native builtin as an interpreter extension on `engine`.
+    /// With `strict` (OPA's `--strict-builtin-errors`), an error stops the
+    /// evaluation with the OPA error code in its message
+    /// (`eval_type_error: name: …` or `eval_builtin_error: name: …`).
+    pub fn register_extensions_with(
+        &self,
+        engine: &mut regorus::Engine,
+        strict: bool,
+    ) -> anyhow::Result<()> {
         for (name, arity) in Self::signatures() {
             let this = self.clone();
             let nargs = u8::try_from(arity)?;
             engine.add_extension(
                 name.to_string(),
                 nargs,
-                Box::new(move |args: Vec<Value>| Ok(this.call_lenient(name, &args).0)),
+                Box::new(move |args: Vec<Value>| {
+                    if !strict {
+                        return Ok(this.call_lenient(name, &args).0);
+                    }
+                    this.call(name, &args)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", e.opa_code()))
+                }),
             )?;
         }
         Ok(())

@@ -99,7 +99,9 @@ impl<T> NodeRef<T> {
         Self { r: Rc::new(t) }
     }
 
-    fn into_inner(self) -> Option<T> {
+    // policy-engine patch: crate-visible, for the parser to extend a query
+    // it has just built.
+    pub(crate) fn into_inner(self) -> Option<T> {
         Rc::into_inner(self.r)
     }
 }

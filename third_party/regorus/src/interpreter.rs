@@ -499,6 +499,12 @@ impl Interpreter {
         }
 
         if let Expr::Call { params, .. } = Self::loop_assignment_expr(loop_info).as_ref() {
+            // policy-engine patch: `walk(x)` without an output argument (as in
+            // `[path, value] := walk(x)`) iterates too; the call itself stands
+            // for each pair and nothing is bound.
+            if params.len() == 1 {
+                return Ok(Some(DestructuringPlan::Ignore));
+            }
             if let Some(last_param) = params.last() {
                 let module_idx = self.current_module_index;
                 let expr_idx = last_param.as_ref().eidx();
@@ -1446,8 +1452,11 @@ impl Interpreter {
                     }
                     let mut target = format_path_components(&path)?;
 
+                    // policy-engine patch: extensions (host builtins) can be
+                    // replaced too, as every builtin can in OPA.
                     let mut target_is_function = self.lookup_function_by_name(&target).is_some()
-                        || Self::is_builtin(wm.refr.span(), &target);
+                        || Self::is_builtin(wm.refr.span(), &target)
+                        || self.extensions.contains_key(&target);
 
                     let root = path.first().map(PathComponent::value).unwrap_or_default();
                     if !target_is_function && root != "data" && root != "input" {
@@ -1489,6 +1498,7 @@ impl Interpreter {
                                         if let Some(resolved) = resolved {
                                             function_path = resolved;
                                         } else if !Self::is_builtin(wm.r#as.span(), &function_path)
+                                            && !self.extensions.contains_key(&function_path)
                                         {
                                             // bail!(wm.r#as.span().error("could not evaluate expression"));
                                             skip_exec = true;
@@ -2657,7 +2667,11 @@ impl Interpreter {
             // Resource-limit errors must always propagate, even in non-strict
             // mode, to prevent `not builtin(...)` from silently flipping to true.
             Err(e) if !self.compiled_policy.strict_builtin_errors => {
-                if e.downcast_ref::<crate::LimitError>().is_some() {
+                // policy-engine patch: a template string's errors (a part with
+                // several values) halt evaluation in OPA whatever the mode.
+                if e.downcast_ref::<crate::LimitError>().is_some()
+                    || name == "internal.template_string"
+                {
                     return Err(e);
                 }
                 return Ok(Value::Undefined);
@@ -2774,6 +2788,26 @@ impl Interpreter {
         Ok(Value::Bool(true))
     }
 
+    /// policy-engine patch: `rego.metadata.chain()` and `rego.metadata.rule()`
+    /// for the rule being evaluated; `None` for any other function.
+    fn eval_rego_metadata(&self, span: &Span, path: &str, args: &[Value]) -> Result<Option<Value>> {
+        if path != "rego.metadata.chain" && path != "rego.metadata.rule" {
+            return Ok(None);
+        }
+        if !args.is_empty() {
+            bail!(span.error(&format!("`{path}` expects 0 arguments")));
+        }
+        let (Some(rule), Some(module)) = (self.active_rules.last(), self.module.as_ref()) else {
+            return Ok(Some(Value::Undefined));
+        };
+        let value = if path == "rego.metadata.rule" {
+            crate::builtins::metadata::metadata_rule(rule)
+        } else {
+            crate::builtins::metadata::metadata_chain(&self.compiled_policy.modules, module, rule)
+        };
+        value.map(Some).map_err(|e| span.error(&e.to_string()))
+    }
+
     fn eval_call_impl(
         &mut self,
         span: &Span,
@@ -2849,6 +2883,11 @@ impl Interpreter {
                     (&empty, None)
                 } else if selected_fcn_path == "print" {
                     return self.eval_print(span, params, param_values);
+                } else if let Some(metadata) =
+                    self.eval_rego_metadata(span, &selected_fcn_path, &param_values)?
+                {
+                    // policy-engine patch: rego.metadata.chain/rule.
+                    return Ok(metadata);
                 }
                 // Look up builtin function.
                 else if let Some(builtin) = Self::lookup_builtin(span, &selected_fcn_path)? {
@@ -3384,6 +3423,9 @@ impl Interpreter {
                 .collect();
             self.ensure_module_evaluated(&requested_path)?;
 
+            // policy-engine patch: rules at every prefix of the path
+            // contribute (`p[q].r contains s` and `p.b.r contains "foo"`
+            // both define `p.b.r`), not only the longest one.
             for i in (1..=fields.len()).rev() {
                 let prefix = fields.iter().take(i).copied().collect::<Vec<_>>();
                 let prefix_components = core::iter::once("data")
@@ -3397,7 +3439,6 @@ impl Interpreter {
                         .contains_key(&prefix_path)
                 {
                     self.ensure_rule_evaluated(prefix_path)?;
-                    break;
                 }
             }
 
@@ -3444,12 +3485,12 @@ impl Interpreter {
                     path = append_path_component(&path, component)?;
                 }
 
+                // policy-engine patch: every prefix with rules contributes.
                 if self.compiled_policy.rules.contains_key(&path)
                     || self.compiled_policy.default_rules.contains_key(&path)
                 {
                     self.ensure_rule_evaluated(path)?;
                     found = true;
-                    break;
                 }
             }
 
@@ -4670,6 +4711,9 @@ impl Interpreter {
         nargs: u8,
         extension: Box<dyn Extension>,
     ) -> Result<()> {
+        // policy-engine patch: remember the arity so that a call with one
+        // more argument binds the result to it, as for builtins.
+        crate::utils::register_extension_arity(&path, nargs);
         if let MapEntry::Vacant(v) = self.extensions.entry(path) {
             v.insert((nargs, Rc::new(extension)));
             Ok(())

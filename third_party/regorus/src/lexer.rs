@@ -374,6 +374,12 @@ pub enum TokenKind {
     Number,
     Ident,
     Eof,
+    // policy-engine patch: template strings (`$"…{expr}…"`, `` $`…{expr}…` ``).
+    // A part runs from the opening `$"` (or the `}` closing the previous
+    // expression) to the `{` opening the next expression; the end part runs to
+    // the closing delimiter. Spans include the delimiters.
+    TemplatePart,
+    TemplateEnd,
     // Azure RBAC-specific tokens
     #[cfg(feature = "azure-rbac")]
     AzureRbac(AzureRbacTokenKind),
@@ -652,6 +658,138 @@ impl<'source> Lexer<'source> {
                 col,
                 start: usize_to_u32(start)?,
                 end: usize_to_u32(end)?.saturating_sub(1),
+            },
+        ))
+    }
+
+    /// policy-engine patch: continues a template string after the `}` that
+    /// closes one of its expressions. `brace` is that `}` token, which must be
+    /// the last token read.
+    pub fn read_template_continuation(&mut self, brace: &Span, raw: bool) -> Result<Token> {
+        if u32::try_from(self.peek().0).ok() != Some(brace.end) {
+            return Err(self.source.error(
+                brace.line,
+                brace.col,
+                "invalid template string continuation",
+            ));
+        }
+        let start = usize::try_from(brace.start).unwrap_or(usize::MAX);
+        self.read_template(start, brace.line, brace.col, raw)
+    }
+
+    /// policy-engine patch: reads the text of a template string up to and
+    /// including the `{` that opens an expression (a `TemplatePart`) or the
+    /// closing delimiter (a `TemplateEnd`). `\{` escapes a brace. A
+    /// `$"…"` template takes the escapes of a string and cannot span lines; a
+    /// `` $`…` `` template is raw and can.
+    fn read_template(&mut self, start: usize, line: u32, col: u32, raw: bool) -> Result<Token> {
+        let text_start = self.peek().0;
+        let kind = loop {
+            let (offset, ch) = self.peek();
+            let cursor_col = self
+                .col
+                .saturating_add(usize_to_u32(offset.saturating_sub(text_start))?);
+            match ch {
+                '\x00' => {
+                    return Err(self
+                        .source
+                        .error(line, col, "non-terminated template string"));
+                }
+                '{' => {
+                    self.iter.next();
+                    break TokenKind::TemplatePart;
+                }
+                '`' if raw => {
+                    self.iter.next();
+                    break TokenKind::TemplateEnd;
+                }
+                '"' if !raw => {
+                    self.iter.next();
+                    break TokenKind::TemplateEnd;
+                }
+                '\\' if raw => {
+                    self.iter.next();
+                    if self.peek().1 == '{' {
+                        self.iter.next();
+                    }
+                }
+                '\\' => {
+                    self.iter.next();
+                    let (_, escape_ch) = self.peek();
+                    match escape_ch {
+                        '"' | '\\' | '/' | 'b' | 'f' | 'n' | 'r' | 't' | '{' => {
+                            self.iter.next();
+                        }
+                        'u' => {
+                            self.iter.next();
+                            for _ in 0..4 {
+                                let (hex_offset, hex_ch) = self.peek();
+                                if !hex_ch.is_ascii_hexdigit() {
+                                    let rel = usize_to_u32(hex_offset.saturating_sub(text_start))?;
+                                    return Err(self.source.error(
+                                        line,
+                                        self.col.saturating_add(rel),
+                                        "invalid hex escape sequence",
+                                    ));
+                                }
+                                self.iter.next();
+                            }
+                        }
+                        _ => {
+                            return Err(self.source.error(
+                                line,
+                                cursor_col,
+                                "invalid escape sequence",
+                            ));
+                        }
+                    }
+                }
+                '\n' if raw => {
+                    self.iter.next();
+                    self.advance_line(1)?;
+                    self.col = 1;
+                }
+                _ if raw => {
+                    self.iter.next();
+                }
+                '\n' => {
+                    return Err(self
+                        .source
+                        .error(line, col, "non-terminated template string"));
+                }
+                _ if !('\u{0020}'..='\u{10FFFF}').contains(&ch) => {
+                    return Err(self
+                        .source
+                        .error(line, cursor_col, "invalid character in string"));
+                }
+                _ => {
+                    self.iter.next();
+                }
+            }
+        };
+        let end = self.peek().0;
+        if raw {
+            // Columns of a raw template restart on each line.
+            let last_line_start = self
+                .source
+                .contents()
+                .get(text_start..end)
+                .and_then(|t| t.rfind('\n').map(|i| text_start + i + 1))
+                .unwrap_or(text_start);
+            let width = end.saturating_sub(last_line_start);
+            self.advance_col(usize_to_u32(width)?)?;
+        } else {
+            self.advance_col(usize_to_u32(end.saturating_sub(text_start))?)?;
+        }
+        check_memory_limit()?;
+        Ok(Token(
+            kind,
+            Span {
+                source: self.source.clone(),
+                line,
+                col,
+                start: usize_to_u32(start)?,
+                end: usize_to_u32(end)?,
             },
         ))
     }
@@ -1013,6 +1151,14 @@ impl<'source> Lexer<'source> {
                 })
             }
             '"' => self.read_string()?,
+            // policy-engine patch: `$"` and `` $` `` open a template string.
+            '$' if !self.unknown_char_is_symbol && matches!(self.peekahead(1).1, '"' | '`') => {
+                let raw = self.peekahead(1).1 == '`';
+                self.iter.next();
+                self.iter.next();
+                self.advance_col(2)?;
+                self.read_template(start, self.line, col, raw)?
+            }
             #[cfg(feature = "azure-rbac")]
             '\'' if self.allow_single_quoted_strings => self.read_single_quoted_string()?,
             '`' => self.read_raw_string()?,

@@ -27,6 +27,9 @@ use core::str::FromStr;
 
 use anyhow::{anyhow, bail, Result};
 
+// policy-engine patch: template strings.
+mod template;
+
 #[inline]
 fn check_memory_limit() -> Result<()> {
     crate::utils::limits::check_memory_limit_if_needed().map_err(|err| anyhow!(err))
@@ -86,6 +89,16 @@ pub struct Parser<'source> {
     sidx: u32,
     // The index of the last query that was parsed.
     qidx: u32,
+
+    // policy-engine patch: start offset of a keyword token that begins a ref
+    // (`as.foo`, `not[x]`) and so is read as a var.
+    keyword_ref_start: Option<u32>,
+    // policy-engine patch: count of the vars generated for template strings.
+    template_vars: u32,
+    // policy-engine patch: template strings in the rule head being parsed
+    // (function arguments, ref components), each replaced by a var bound in
+    // the rule's bodies (see `parse_head_template`).
+    template_args: Vec<template::HeadTemplate<'source>>,
 }
 
 const FUTURE_KEYWORDS: [&str; 4] = ["contains", "every", "if", "in"];
@@ -122,6 +135,9 @@ impl<'source> Parser<'source> {
             eidx: 0,
             sidx: 0,
             qidx: 0,
+            keyword_ref_start: None,
+            template_vars: 0,
+            template_args: Vec::new(),
         })
     }
 
@@ -168,7 +184,11 @@ impl<'source> Parser<'source> {
 
     pub fn token_text(&self) -> &str {
         match self.tok.0 {
-            TokenKind::String | TokenKind::RawString => "",
+            // policy-engine patch: template string parts have no token text.
+            TokenKind::String
+            | TokenKind::RawString
+            | TokenKind::TemplatePart
+            | TokenKind::TemplateEnd => "",
             _ => self.tok.1.text(),
         }
     }
@@ -505,6 +525,33 @@ impl<'source> Parser<'source> {
         )
     }
 
+    /// policy-engine patch: whether the current token is a keyword followed at
+    /// once by `.` or `[`, i.e. the first component of a ref such as `as.foo`
+    /// or `not[x]`. OPA reads such a keyword as a var at the start of a rule,
+    /// a default rule or a body literal (its `keywords_in_refs` feature).
+    fn is_keyword_ref_start(&self) -> bool {
+        if self.tok.0 != TokenKind::Ident {
+            return false;
+        }
+        let text = self.tok.1.text();
+        if !self.is_keyword(text) && !self.is_imported_future_keyword(text) {
+            return false;
+        }
+        let end = usize::try_from(self.tok.1.end).unwrap_or(usize::MAX);
+        matches!(
+            self.source.contents().as_bytes().get(end),
+            Some(b'.' | b'[')
+        )
+    }
+
+    /// policy-engine patch: marks the current token, a keyword that begins a
+    /// ref, to be read as a var.
+    fn allow_keyword_ref(&mut self) {
+        if self.is_keyword_ref_start() {
+            self.keyword_ref_start = Some(self.tok.1.start);
+        }
+    }
+
     fn parse_ident(&mut self) -> Result<Span> {
         let span = self.tok.1.clone();
         match self.tok.0 {
@@ -526,6 +573,11 @@ impl<'source> Parser<'source> {
     fn parse_var(&mut self) -> Result<Span> {
         let span = self.tok.1.clone();
         match self.tok.0 {
+            // policy-engine patch: a keyword that begins a ref is a var there.
+            TokenKind::Ident if self.keyword_ref_start == Some(span.start) => {
+                self.next_token()?;
+                Ok(span)
+            }
             TokenKind::Ident
                 if self.is_keyword(span.text())
                     || (self.is_imported_future_keyword(span.text())
@@ -611,6 +663,17 @@ impl<'source> Parser<'source> {
                 }
             }
             TokenKind::Ident => match self.token_text() {
+                // policy-engine patch: `true.foo` at the start of a literal is
+                // a ref to rule `true.foo`.
+                _ if self.keyword_ref_start == Some(span.start) => {
+                    let ident = self.parse_var()?;
+                    let value = Value::from(ident.text());
+                    return Ok(Expr::Var {
+                        span: ident,
+                        value,
+                        eidx: self.next_eidx(),
+                    });
+                }
                 "null" => Expr::Null {
                     span,
                     value: Value::Null,
@@ -917,6 +980,10 @@ impl<'source> Parser<'source> {
 
     fn parse_ref(&mut self) -> Result<Expr> {
         let start = self.tok.1.start;
+        // policy-engine patch: template strings.
+        if matches!(self.tok.0, TokenKind::TemplatePart | TokenKind::TemplateEnd) {
+            return self.parse_template_string();
+        }
         let mut term = match self.token_text() {
             "[" if self.tok.0 == TokenKind::Symbol => self.parse_compr_or_array()?,
             "{" => self.parse_compr_set_or_object()?,
@@ -1207,7 +1274,8 @@ impl<'source> Parser<'source> {
             };
             expr2 = None;
 
-            if self.token_text() != "in" {
+            // policy-engine patch: `in.foo` after an expression begins a ref.
+            if self.token_text() != "in" || self.is_keyword_ref_start() {
                 break;
             }
         }
@@ -1219,7 +1287,11 @@ impl<'source> Parser<'source> {
         let start = self.tok.1.start;
         let mut expr = self.parse_bool_expr()?;
 
-        while self.token_text() == "in" && self.future_keywords.contains_key("in") {
+        // policy-engine patch: `in.foo` after an expression begins a ref.
+        while self.token_text() == "in"
+            && self.future_keywords.contains_key("in")
+            && !self.is_keyword_ref_start()
+        {
             expr = self.parse_membership_tail(start, expr, None)?;
         }
 
@@ -1269,7 +1341,11 @@ impl<'source> Parser<'source> {
             expr = self.parse_membership_tail(start, expr, Some(value))?;
         }
 
-        while self.token_text() == "in" && self.is_imported_future_keyword("in") {
+        // policy-engine patch: `in.foo` after an expression begins a ref.
+        while self.token_text() == "in"
+            && self.is_imported_future_keyword("in")
+            && !self.is_keyword_ref_start()
+        {
             expr = self.parse_membership_tail(start, expr, None)?;
         }
 
@@ -1317,7 +1393,8 @@ impl<'source> Parser<'source> {
 
     fn parse_with_modifiers(&mut self) -> Result<Vec<WithModifier>> {
         let mut modifiers = vec![];
-        while self.token_text() == "with" {
+        // policy-engine patch: `with.foo` on the next line begins a literal.
+        while self.token_text() == "with" && !self.is_keyword_ref_start() {
             let mut span = self.tok.1.clone();
             self.next_token()?;
             let refr = self.parse_path_ref()?;
@@ -1462,6 +1539,15 @@ impl<'source> Parser<'source> {
     }
 
     fn parse_literal(&mut self) -> Result<Literal> {
+        // policy-engine patch: `some.x`, `not.x`, `every[i]`, ... begin a ref,
+        // not a some-decl, negation or every.
+        if self.is_keyword_ref_start() {
+            let mut span = self.tok.1.clone();
+            self.allow_keyword_ref();
+            let expr = Ref::new(self.parse_assign_expr()?);
+            span.end = self.end;
+            return Ok(Literal::Expr { span, expr });
+        }
         match self.token_text() {
             "some" => return self.parse_some_stmt(),
             "every" => {
@@ -1505,7 +1591,8 @@ impl<'source> Parser<'source> {
 
     fn parse_query(&mut self, mut span: Span, end_delim: &str) -> Result<Query> {
         let state = self.clone();
-        let is_definite_query = matches!(self.token_text(), "some" | "every");
+        let is_definite_query =
+            matches!(self.token_text(), "some" | "every") && !self.is_keyword_ref_start();
 
         // TODO: empty query?
         let mut literals = vec![];
@@ -1698,10 +1785,19 @@ impl<'source> Parser<'source> {
     }
 
     fn parse_rule_ref(&mut self) -> Result<Expr> {
+        self.parse_rule_ref_in(false)
+    }
+
+    /// policy-engine patch: `in_head` is true for the ref of a rule head, where
+    /// a template string component (`p[$"k{x}"] := …`) becomes a var the body
+    /// binds.
+    fn parse_rule_ref_in(&mut self, in_head: bool) -> Result<Expr> {
         let start = self.tok.1.start;
         let span = self.tok.1.clone();
 
         let mut term = if self.tok.0 == TokenKind::Ident {
+            // policy-engine patch: a rule ref may begin with a keyword (`as.foo`).
+            self.allow_keyword_ref();
             let v = self.parse_var()?;
             if self.rego_v1 {
                 if v.text() == "input" {
@@ -1767,7 +1863,11 @@ impl<'source> Parser<'source> {
                 }
                 "[" => {
                     self.next_token()?;
-                    let index = self.parse_expr()?;
+                    let index = if in_head {
+                        self.parse_head_template(true, |p| p.parse_expr())?
+                    } else {
+                        self.parse_expr()?
+                    };
                     span.end = self.end;
                     self.expect("]", "while parsing bracketed reference")?;
                     term = Expr::RefBrack {
@@ -1821,14 +1921,17 @@ impl<'source> Parser<'source> {
 
     pub fn parse_rule_head(&mut self) -> Result<RuleHead> {
         let mut span = self.tok.1.clone();
+        self.template_args.clear();
 
-        let rule_ref = Ref::new(self.parse_rule_ref()?);
+        let rule_ref = Ref::new(self.parse_rule_ref_in(true)?);
         match self.token_text() {
             "(" => {
                 self.next_token()?;
                 let mut args = vec![];
                 if self.token_text() != ")" {
-                    args.push(Ref::new(self.parse_term()?));
+                    args.push(Ref::new(
+                        self.parse_head_template(false, |p| p.parse_term())?,
+                    ));
                     // Guard rule head arguments against allocator limits.
                     check_memory_limit()?;
                     while self.token_text() == "," {
@@ -1837,7 +1940,9 @@ impl<'source> Parser<'source> {
                             ")" => break,
                             "" if self.tok.0 == TokenKind::Eof => break,
                             _ => {
-                                args.push(Ref::new(self.parse_term()?));
+                                args.push(Ref::new(
+                                    self.parse_head_template(false, |p| p.parse_term())?,
+                                ));
                                 // Guard rule head arguments against allocator limits.
                                 check_memory_limit()?;
                             }
@@ -1944,7 +2049,8 @@ impl<'source> Parser<'source> {
 
         let assign = None;
         let has_query = match self.token_text() {
-            "if" if self.if_is_keyword() => {
+            // policy-engine patch: `if.foo` begins the next rule.
+            "if" if self.if_is_keyword() && !self.is_keyword_ref_start() => {
                 self.next_token()?;
                 let query = Ref::new(self.parse_query_or_literal_stmt()?);
                 span.end = self.end;
@@ -1984,7 +2090,10 @@ impl<'source> Parser<'source> {
 
         match self.token_text() {
             "{" if has_query => self.parse_query_blocks(&mut bodies)?,
-            "else" if has_query => self.parse_else_blocks(&mut bodies)?,
+            // policy-engine patch: `else.foo` begins the next rule.
+            "else" if has_query && !self.is_keyword_ref_start() => {
+                self.parse_else_blocks(&mut bodies)?
+            }
             _ => (),
         }
 
@@ -2021,14 +2130,16 @@ impl<'source> Parser<'source> {
                         "expected `else` keyword",
                     ))
                 }
-                "else" => self.next_token()?,
+                // policy-engine patch: `else.foo` begins the next rule.
+                "else" if !self.is_keyword_ref_start() => self.next_token()?,
                 _ => break,
             }
 
             let assign = self.parse_rule_assign()?;
 
             match self.token_text() {
-                "if" if self.if_is_keyword() => {
+                // policy-engine patch: `if.foo` begins the next rule.
+                "if" if self.if_is_keyword() && !self.is_keyword_ref_start() => {
                     self.next_token()?;
                     let query = Ref::new(self.parse_query_or_literal_stmt()?);
                     span.end = self.end;
@@ -2093,6 +2204,10 @@ impl<'source> Parser<'source> {
 
     pub fn parse_default_rule(&mut self) -> Result<Rule> {
         let mut span = self.tok.1.clone();
+        // policy-engine patch: `default.foo := 1` is a rule named `default.foo`.
+        if self.is_keyword_ref_start() {
+            bail!(span.error("not a default rule"));
+        }
         self.expect("default", "while parsing default rule")?;
         let rule_ref = Ref::new(self.parse_rule_ref()?);
 
@@ -2161,7 +2276,8 @@ impl<'source> Parser<'source> {
 
         let mut span = self.tok.1.clone();
         let head = self.parse_rule_head()?;
-        let bodies = self.parse_rule_bodies()?;
+        let template_args = core::mem::take(&mut self.template_args);
+        let mut bodies = self.parse_rule_bodies()?;
         span.end = self.end;
 
         if let RuleHead::Set { .. } = &head {
@@ -2188,12 +2304,24 @@ impl<'source> Parser<'source> {
             }
         }
 
+        if !template_args.is_empty() {
+            self.bind_template_args(&template_args, &mut bodies, &span)?;
+        }
+
         Ok(Rule::Spec { span, head, bodies })
     }
 
     pub fn parse_package(&mut self) -> Result<Package> {
         let mut span = self.tok.1.clone();
         self.expect("package", "Missing package declaration.")?;
+        // policy-engine patch: as in OPA, a package path may begin with a
+        // keyword (`package every`, `package not.x`).
+        if self.tok.0 == TokenKind::Ident
+            && (self.is_keyword(self.tok.1.text())
+                || self.is_imported_future_keyword(self.tok.1.text()))
+        {
+            self.keyword_ref_start = Some(self.tok.1.start);
+        }
         let name = self.parse_path_ref()?;
         span.end = self.end;
         Ok(Package {
@@ -2249,7 +2377,8 @@ impl<'source> Parser<'source> {
 
     fn parse_imports(&mut self) -> Result<Vec<Import>> {
         let mut imports = vec![];
-        while self.token_text() == "import" {
+        // policy-engine patch: `import.foo := 1` is a rule, not an import.
+        while self.token_text() == "import" && !self.is_keyword_ref_start() {
             let mut span = self.tok.1.clone();
             self.next_token()?;
             let refr = Ref::new(self.parse_path_ref()?);

@@ -215,8 +215,8 @@ pub fn schedule<Str: Clone + cmp::Ord + fmt::Debug>(
     }
 
     if order.len() != num_statements {
-        #[cfg(feature = "std")]
-        std::eprintln!("could not schedule all statements {order:?}");
+        // policy-engine patch: no diagnostic on stderr (it reached users of
+        // policyctl); the statements keep their written order.
         return Ok(SortResult::Order(
             (0..num_statements).map(|i| i as u16).collect(),
         ));
@@ -931,6 +931,28 @@ impl Analyzer {
             let mut with_mods_used_vars = vec![];
             let mut with_mods_comprs = vec![];
             for wm in &stmt.with_mods {
+                // policy-engine patch: `with f as count` names a builtin, not
+                // a variable (unless a variable of that name is in scope);
+                // the interpreter resolves it as a function.
+                let mut root = &wm.r#as;
+                while let RefDot { refr, .. } = root.as_ref() {
+                    root = refr;
+                }
+                let root_in_scope = match root.as_ref() {
+                    Var { span, .. } => {
+                        let name = span.source_str();
+                        scope.locals.contains_key(&name)
+                            || scope.unscoped.contains(&name)
+                            || scope.inputs.contains(&name)
+                    }
+                    _ => true,
+                };
+                if !root_in_scope
+                    && get_path_string(&wm.r#as, None)
+                        .is_ok_and(|path| crate::builtins::BUILTINS.contains_key(path.as_str()))
+                {
+                    continue;
+                }
                 let (mut used_vars, mut comprs) = Self::gather_used_vars_comprs_index_vars(
                     &wm.r#as,
                     &mut scope,

@@ -199,6 +199,8 @@ fn get_extra_arg_impl(
                 *n_args
             } else if let Some((_, n_args)) = BUILTINS.get(path.as_str()) {
                 *n_args
+            } else if let Some(n_args) = extension_arity(path.as_str()) {
+                n_args
             } else {
                 return Ok(None);
             }
@@ -208,6 +210,39 @@ fn get_extra_arg_impl(
         }
     }
     Ok(None)
+}
+
+/// policy-engine patch: arities of the extensions added to any engine of
+/// this process, so that `f(x, out)` binds `out` for an extension `f/1`
+/// as it does for a builtin. Extension names are process-wide (one
+/// implementation per name), so one table serves every engine.
+#[cfg(feature = "std")]
+static EXTENSION_ARITIES: std::sync::RwLock<BTreeMap<String, u8>> =
+    std::sync::RwLock::new(BTreeMap::new());
+
+/// Records the arity of extension `path` (see [`EXTENSION_ARITIES`]).
+pub fn register_extension_arity(path: &str, nargs: u8) {
+    #[cfg(feature = "std")]
+    if let Ok(mut table) = EXTENSION_ARITIES.write() {
+        table.insert(path.to_string(), nargs);
+    }
+    #[cfg(not(feature = "std"))]
+    let _ = (path, nargs);
+}
+
+fn extension_arity(path: &str) -> Option<u8> {
+    #[cfg(feature = "std")]
+    {
+        EXTENSION_ARITIES
+            .read()
+            .ok()
+            .and_then(|table| table.get(path).copied())
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 pub fn get_extra_arg(

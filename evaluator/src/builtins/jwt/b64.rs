@@ -90,7 +90,7 @@ pub(super) fn jwt_segment(segment: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Go's `base64.StdEncoding` (padded), as `encoding/pem` and `x5c` use it.
-pub(super) fn std_padded(input: &[u8]) -> Option<Vec<u8>> {
+pub(in crate::builtins) fn std_padded(input: &[u8]) -> Option<Vec<u8>> {
     go_decode(input, Alphabet::Std, true)
 }
 

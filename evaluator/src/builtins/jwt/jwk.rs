@@ -119,7 +119,7 @@ enum Kty {
 }
 
 /// One JWK object.
-fn parse_key(j: &Json) -> Result<VerificationKey, String> {
+pub(super) fn parse_key(j: &Json) -> Result<VerificationKey, String> {
     let Json::Object(fields) = j else {
         return Err("a JWK must be a JSON object".into());
     };

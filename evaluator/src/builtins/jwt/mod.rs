@@ -1,4 +1,5 @@
-//! `io.jwt.*` builtins with OPA v1.20's semantics (`v1/topdown/tokens.go`).
+//! `io.jwt.*` builtins with OPA v1.20's semantics (`v1/topdown/tokens.go`):
+//! decoding, verification, and signing (`encode_sign[_raw]`, see `sign`).
 //!
 //! As in OPA, malformed input (a token that is not three base64url JSON
 //! segments, an unusable key, a bad constraint) is an error, which the
@@ -24,13 +25,15 @@
 //! - without a `time` constraint `decode_verify` reads the clock at each
 //!   call (OPA once per query).
 
-mod b64;
+pub(super) mod b64;
 mod cache;
 mod json;
 mod jwk;
+mod marshal;
 mod sig;
+mod sign;
 mod verify;
-mod x509;
+pub(super) mod x509;
 
 #[cfg(test)]
 mod tests;
@@ -82,6 +85,8 @@ const DECODE_VERIFY: &str = "io.jwt.decode_verify";
 pub(crate) const BUILTINS: &[(&str, usize)] = &[
     (DECODE, 1),
     (DECODE_VERIFY, 2),
+    (sign::ENCODE_SIGN, 3),
+    (sign::ENCODE_SIGN_RAW, 3),
     ("io.jwt.verify_rs256", 2),
     ("io.jwt.verify_rs384", 2),
     ("io.jwt.verify_rs512", 2),
@@ -103,6 +108,8 @@ pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, BuiltinError> {
             decode(arg_str(DECODE, args, 0)?.as_bytes()).map_err(|reason| invalid(DECODE, reason))
         }
         DECODE_VERIFY => decode_verify(args, now_ns()),
+        sign::ENCODE_SIGN => sign::encode_sign(args),
+        sign::ENCODE_SIGN_RAW => sign::encode_sign_raw(args),
         _ => match VERIFIERS.iter().find(|(n, _)| *n == name) {
             Some(&(name, Method::Hmac(hash))) => verify_hmac(name, hash, args),
             Some(&(name, method)) => verify_with_keys(name, method, args),

@@ -8,9 +8,9 @@ use super::sig::{self, Curve, RsaKey};
 use super::{KeyMaterial, b64};
 
 /// One PEM block: its type line and decoded bytes.
-pub(super) struct PemBlock {
-    pub(super) kind: Vec<u8>,
-    pub(super) bytes: Vec<u8>,
+pub(in crate::builtins) struct PemBlock {
+    pub(in crate::builtins) kind: Vec<u8>,
+    pub(in crate::builtins) bytes: Vec<u8>,
 }
 
 const PEM_START: &[u8] = b"\n-----BEGIN ";
@@ -43,7 +43,7 @@ fn get_line(data: &[u8]) -> (&[u8], &[u8]) {
 
 /// Go's `pem.Decode`: the first well-formed PEM block in `data` (text
 /// before it is skipped) and the data after it.
-pub(super) fn pem_decode(data: &[u8]) -> Option<(PemBlock, &[u8])> {
+pub(in crate::builtins) fn pem_decode(data: &[u8]) -> Option<(PemBlock, &[u8])> {
     let mut rest = data;
     loop {
         if let Some(after) = rest.strip_prefix(&PEM_START[1..]) {
@@ -310,6 +310,60 @@ pub(super) fn parse_certificate_key(der: &[u8]) -> Result<KeyMaterial, String> {
         return Err("x509: trailing data".into());
     }
     parse_spki(cert.tbs_certificate.subject_pki.raw, true).map(|(key, _)| key)
+}
+
+/// A certificate signature algorithm Go's `x509` still verifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::builtins) enum CertSignature {
+    RsaPkcs1(u16),
+    RsaPss(u16),
+    Ecdsa(u16),
+    Ed25519,
+}
+
+/// Go's `checkSignature`: whether `signature` over `signed` verifies with
+/// the SubjectPublicKeyInfo `spki` (an issuer's key).
+pub(in crate::builtins) fn verify_certificate_signature(
+    spki: &[u8],
+    alg: CertSignature,
+    signed: &[u8],
+    signature: &[u8],
+) -> bool {
+    let Ok((key, _)) = parse_spki(spki, true) else {
+        return false;
+    };
+    let hash = |bits: u16| match bits {
+        256 => Some(sig::Hash::Sha256),
+        384 => Some(sig::Hash::Sha384),
+        512 => Some(sig::Hash::Sha512),
+        _ => None,
+    };
+    match (alg, &key) {
+        (CertSignature::RsaPkcs1(bits), KeyMaterial::Rsa(k)) => {
+            hash(bits).is_some_and(|h| k.verify_pkcs1(h, signed, signature))
+        }
+        (CertSignature::RsaPss(bits), KeyMaterial::Rsa(k)) => {
+            hash(bits).is_some_and(|h| k.verify_pss(h, signed, signature, Some(h.len())))
+        }
+        (CertSignature::Ecdsa(bits), KeyMaterial::Ec { curve, point }) => {
+            let Some(h) = hash(bits) else { return false };
+            let Some(seq) = read_tlv(signature).filter(|t| t.tag == 0x30 && t.rest.is_empty())
+            else {
+                return false;
+            };
+            let Some((r, rest)) = integer(seq.content) else {
+                return false;
+            };
+            let Some((s, rest)) = integer(rest) else {
+                return false;
+            };
+            rest.is_empty() && sig::ecdsa_verify(*curve, point, h, signed, r, s)
+        }
+        (CertSignature::Ed25519, KeyMaterial::Ed25519(pk)) => {
+            sig::ed25519_verify(pk, signed, signature)
+        }
+        _ => false,
+    }
 }
 
 /// Checks that `der` is one X.509 certificate (for a JWK's `x5c`).

@@ -4,6 +4,7 @@
 
 use crate::ast::{Expr, Ref};
 use crate::builtins;
+use crate::builtins::utils::operand;
 use crate::builtins::utils::{ensure_args_count, ensure_array, ensure_numeric};
 use crate::lexer::Span;
 use crate::Rc;
@@ -20,8 +21,8 @@ pub fn register(m: &mut builtins::BuiltinsMap<&'static str, builtins::BuiltinFcn
 fn concat(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "array.concat";
     ensure_args_count(span, name, params, args, 2)?;
-    let mut v1 = ensure_array(name, &params[0], args[0].clone())?;
-    let mut v2 = ensure_array(name, &params[1], args[1].clone())?;
+    let mut v1 = ensure_array(name, operand(params, 0), args[0].clone())?;
+    let mut v2 = ensure_array(name, operand(params, 1), args[1].clone())?;
 
     Rc::make_mut(&mut v1).append(Rc::make_mut(&mut v2));
     Ok(Value::Array(v1))
@@ -31,7 +32,7 @@ fn reverse(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> 
     let name = "array.reverse";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let mut v1 = ensure_array(name, &params[0], args[0].clone())?;
+    let mut v1 = ensure_array(name, operand(params, 0), args[0].clone())?;
     Rc::make_mut(&mut v1).reverse();
     Ok(Value::Array(v1))
 }
@@ -40,9 +41,9 @@ fn slice(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Re
     let name = "array.slice";
     ensure_args_count(span, name, params, args, 3)?;
 
-    let array = ensure_array(name, &params[0], args[0].clone())?;
-    let start = ensure_numeric(name, &params[1], &args[1].clone())?;
-    let stop = ensure_numeric(name, &params[2], &args[2].clone())?;
+    let array = ensure_array(name, operand(params, 0), args[0].clone())?;
+    let start = ensure_numeric(name, operand(params, 1), &args[1].clone())?;
+    let stop = ensure_numeric(name, operand(params, 2), &args[2].clone())?;
 
     if !start.is_integer() || !stop.is_integer() {
         return Ok(Value::Undefined);

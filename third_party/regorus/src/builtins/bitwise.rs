@@ -3,6 +3,7 @@
 
 use crate::ast::{Expr, Ref};
 use crate::builtins;
+use crate::builtins::utils::operand;
 use crate::builtins::utils::{ensure_args_count, ensure_numeric, validate_integer_arg};
 
 use crate::lexer::Span;
@@ -23,8 +24,8 @@ fn and(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Resul
     let name = "bits.and";
     ensure_args_count(span, name, params, args, 2)?;
 
-    let v1 = ensure_numeric(name, &params[0], &args[0])?;
-    let v2 = ensure_numeric(name, &params[1], &args[1])?;
+    let v1 = ensure_numeric(name, operand(params, 0), &args[0])?;
+    let v2 = ensure_numeric(name, operand(params, 1), &args[1])?;
 
     if !validate_integer_arg(name, &params[0], &args[0], &v1, strict, true)?
         || !validate_integer_arg(name, &params[1], &args[1], &v2, strict, true)?
@@ -42,8 +43,8 @@ fn lsh(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Resul
     let name = "bits.lsh";
     ensure_args_count(span, name, params, args, 2)?;
 
-    let v1 = ensure_numeric(name, &params[0], &args[0])?;
-    let v2 = ensure_numeric(name, &params[1], &args[1])?;
+    let v1 = ensure_numeric(name, operand(params, 0), &args[0])?;
+    let v2 = ensure_numeric(name, operand(params, 1), &args[1])?;
 
     if !validate_integer_arg(name, &params[0], &args[0], &v1, strict, true)?
         || !validate_integer_arg(name, &params[1], &args[1], &v2, strict, false)?
@@ -61,7 +62,7 @@ fn negate(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Re
     let name = "bits.negate";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let v = ensure_numeric(name, &params[0], &args[0])?;
+    let v = ensure_numeric(name, operand(params, 0), &args[0])?;
 
     if !validate_integer_arg(name, &params[0], &args[0], &v, strict, true)? {
         return Ok(Value::Undefined);
@@ -77,8 +78,8 @@ fn or(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Result
     let name = "bits.or";
     ensure_args_count(span, name, params, args, 2)?;
 
-    let v1 = ensure_numeric(name, &params[0], &args[0])?;
-    let v2 = ensure_numeric(name, &params[1], &args[1])?;
+    let v1 = ensure_numeric(name, operand(params, 0), &args[0])?;
+    let v2 = ensure_numeric(name, operand(params, 1), &args[1])?;
 
     if !validate_integer_arg(name, &params[0], &args[0], &v1, strict, true)?
         || !validate_integer_arg(name, &params[1], &args[1], &v2, strict, true)?
@@ -96,8 +97,8 @@ fn rsh(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Resul
     let name = "bits.rsh";
     ensure_args_count(span, name, params, args, 2)?;
 
-    let v1 = ensure_numeric(name, &params[0], &args[0])?;
-    let v2 = ensure_numeric(name, &params[1], &args[1])?;
+    let v1 = ensure_numeric(name, operand(params, 0), &args[0])?;
+    let v2 = ensure_numeric(name, operand(params, 1), &args[1])?;
 
     if !validate_integer_arg(name, &params[0], &args[0], &v1, strict, true)?
         || !validate_integer_arg(name, &params[1], &args[1], &v2, strict, false)?
@@ -115,8 +116,8 @@ fn xor(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Resul
     let name = "bits.xor";
     ensure_args_count(span, name, params, args, 2)?;
 
-    let v1 = ensure_numeric(name, &params[0], &args[0])?;
-    let v2 = ensure_numeric(name, &params[1], &args[1])?;
+    let v1 = ensure_numeric(name, operand(params, 0), &args[0])?;
+    let v2 = ensure_numeric(name, operand(params, 1), &args[1])?;
 
     if !validate_integer_arg(name, &params[0], &args[0], &v1, strict, true)?
         || !validate_integer_arg(name, &params[1], &args[1], &v2, strict, true)?

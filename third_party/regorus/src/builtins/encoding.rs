@@ -4,8 +4,9 @@
 
 use crate::ast::{Expr, Ref};
 use crate::builtins;
-#[cfg(feature = "urlquery")]
 use crate::builtins::utils::enforce_limit;
+#[cfg(feature = "urlquery")]
+use crate::builtins::utils::operand;
 #[allow(unused)]
 use crate::builtins::utils::{
     ensure_args_count, ensure_object, ensure_string, ensure_string_collection,
@@ -65,7 +66,7 @@ fn base64_decode(
     let name = "base64.decode";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let encoded_str = ensure_string(name, &params[0], &args[0])?;
+    let encoded_str = ensure_string(name, operand(params, 0), &args[0])?;
     let decoded_bytes = data_encoding::BASE64
         .decode(encoded_str.as_bytes())
         .map_err(|e| {
@@ -88,7 +89,7 @@ fn base64_encode(
     let name = "base64.encode";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let string = ensure_string(name, &params[0], &args[0])?;
+    let string = ensure_string(name, operand(params, 0), &args[0])?;
     Ok(Value::String(
         data_encoding::BASE64.encode(string.as_bytes()).into(),
     ))
@@ -104,7 +105,7 @@ fn base64_is_valid(
     let name = "base64.is_valid";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let encoded_str = ensure_string(name, &params[0], &args[0])?;
+    let encoded_str = ensure_string(name, operand(params, 0), &args[0])?;
     Ok(Value::Bool(
         data_encoding::BASE64.decode(encoded_str.as_bytes()).is_ok(),
     ))
@@ -120,7 +121,7 @@ fn base64url_decode(
     let name = "base64url.decode";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let encoded_str = ensure_string(name, &params[0], &args[0])?;
+    let encoded_str = ensure_string(name, operand(params, 0), &args[0])?;
     let decoded_bytes = match data_encoding::BASE64URL.decode(encoded_str.as_bytes()) {
         Ok(b) => b,
         Err(_) => {
@@ -152,7 +153,7 @@ fn base64url_encode(
     let name = "base64url.encode";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let string = ensure_string(name, &params[0], &args[0])?;
+    let string = ensure_string(name, operand(params, 0), &args[0])?;
     Ok(Value::String(
         data_encoding::BASE64URL.encode(string.as_bytes()).into(),
     ))
@@ -168,7 +169,7 @@ fn base64url_encode_no_pad(
     let name = "base64url.encode_no_pad";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let string = ensure_string(name, &params[0], &args[0])?;
+    let string = ensure_string(name, operand(params, 0), &args[0])?;
     Ok(Value::String(
         data_encoding::BASE64URL_NOPAD
             .encode(string.as_bytes())
@@ -181,7 +182,7 @@ fn hex_decode(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) 
     let name = "hex.decode";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let encoded_str = ensure_string(name, &params[0], &args[0])?;
+    let encoded_str = ensure_string(name, operand(params, 0), &args[0])?;
     let decoded_bytes = data_encoding::HEXLOWER_PERMISSIVE
         .decode(encoded_str.as_bytes())
         .map_err(|e| {
@@ -199,7 +200,7 @@ fn hex_encode(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) 
     let name = "hex.encode";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let string = ensure_string(name, &params[0], &args[0])?;
+    let string = ensure_string(name, operand(params, 0), &args[0])?;
     Ok(Value::String(
         data_encoding::HEXLOWER_PERMISSIVE
             .encode(string.as_bytes())
@@ -217,7 +218,7 @@ fn urlquery_decode(
     let name = "urlquery.decode";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let string = ensure_string(name, &params[0], &args[0])?;
+    let string = ensure_string(name, operand(params, 0), &args[0])?;
     let url_string = "https://non-existent?".to_owned() + string.as_ref();
     let url = match url::Url::parse(&url_string) {
         Ok(v) => v,
@@ -245,7 +246,7 @@ fn urlquery_decode_object(
     let name = "urlquery.decode_object";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let string = ensure_string(name, &params[0], &args[0])?;
+    let string = ensure_string(name, operand(params, 0), &args[0])?;
     let url_string = "https://non-existent?".to_owned() + string.as_ref();
     let url = match url::Url::parse(&url_string) {
         Ok(v) => v,
@@ -275,7 +276,7 @@ fn urlquery_encode(
     let name = "urlquery.encode";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let s = ensure_string(name, &params[0], &args[0])?;
+    let s = ensure_string(name, operand(params, 0), &args[0])?;
     let mut url = match url::Url::parse("https://non-existent") {
         Ok(v) => v,
         Err(_) => bail!(params[0].span().error("not a valid url query")),
@@ -300,7 +301,7 @@ fn urlquery_encode_object(
     let name = "urlquery.encode_object";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let obj = ensure_object(name, &params[0], args[0].clone())?;
+    let obj = ensure_object(name, operand(params, 0), args[0].clone())?;
     let mut url = match url::Url::parse("https://non-existent") {
         Ok(v) => v,
         Err(_) => bail!(params[0].span().error("not a valid url query")),
@@ -341,8 +342,12 @@ fn yaml_is_valid(
     let name = "yaml.is_valid";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let yaml_str = ensure_string(name, &params[0], &args[0])?;
-    Ok(Value::Bool(Value::from_yaml_str(&yaml_str).is_ok()))
+    // policy-engine patch: as in OPA, a non-string operand is not valid
+    // YAML (false), not a type error.
+    let Value::String(yaml_str) = &args[0] else {
+        return Ok(Value::Bool(false));
+    };
+    Ok(Value::Bool(Value::from_yaml_str(yaml_str).is_ok()))
 }
 
 #[cfg(feature = "yaml")]
@@ -365,7 +370,7 @@ fn yaml_unmarshal(
 ) -> Result<Value> {
     let name = "yaml.unmarshal";
     ensure_args_count(span, name, params, args, 1)?;
-    let yaml_str = ensure_string(name, &params[0], &args[0])?;
+    let yaml_str = ensure_string(name, operand(params, 0), &args[0])?;
     Value::from_yaml_str(&yaml_str).with_context(|| span.error("could not deserialize yaml."))
 }
 
@@ -378,8 +383,12 @@ fn json_is_valid(
     let name = "json.is_valid";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let json_str = ensure_string(name, &params[0], &args[0])?;
-    Ok(Value::Bool(Value::from_json_str(&json_str).is_ok()))
+    // policy-engine patch: as in OPA, a non-string operand is not valid
+    // JSON (false), not a type error.
+    let Value::String(json_str) = &args[0] else {
+        return Ok(Value::Bool(false));
+    };
+    Ok(Value::Bool(Value::from_json_str(json_str).is_ok()))
 }
 
 fn json_marshal(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
@@ -420,7 +429,7 @@ fn json_marshal_with_options(
     let name = "json.marshal_with_options";
     ensure_args_count(span, name, params, args, 2)?;
 
-    let options = ensure_object(name, &params[1], args[1].clone())?;
+    let options = ensure_object(name, operand(params, 1), args[1].clone())?;
     let (mut pretty, mut indent, mut prefix) = (true, Some("\t".to_owned()), None);
     for (option, option_value) in options.iter() {
         match option {
@@ -485,6 +494,6 @@ fn json_unmarshal(
 ) -> Result<Value> {
     let name = "json.unmarshal";
     ensure_args_count(span, name, params, args, 1)?;
-    let json_str = ensure_string(name, &params[0], &args[0])?;
+    let json_str = ensure_string(name, operand(params, 0), &args[0])?;
     Value::from_json_str(&json_str).with_context(|| span.error("could not deserialize json."))
 }

@@ -5,6 +5,7 @@
 
 use crate::ast::{Expr, Ref};
 use crate::builtins;
+use crate::builtins::utils::operand;
 use crate::builtins::utils::{ensure_args_count, ensure_string, ensure_string_collection};
 use crate::lexer::Span;
 use crate::value::Value;
@@ -85,8 +86,8 @@ fn glob_match(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) 
     let name = "glob.match";
     ensure_args_count(span, name, params, args, 3)?;
 
-    let pattern = ensure_string(name, &params[0], &args[0])?;
-    let value = ensure_string(name, &params[2], &args[2])?;
+    let pattern = ensure_string(name, operand(params, 0), &args[0])?;
+    let value = ensure_string(name, operand(params, 2), &args[2])?;
 
     let pattern = pattern.as_ref();
     let value = value.as_ref();
@@ -131,7 +132,7 @@ fn quote_meta(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) 
     let name = "glob.quote_meta";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let pattern = ensure_string(name, &params[0], &args[0])?;
+    let pattern = ensure_string(name, operand(params, 0), &args[0])?;
     // Ensure that the glob is valid.
     let _ = make_glob(&pattern, params[0].span())?;
     Ok(Value::String(pattern.as_ref().replace('*', "\\*").into()))

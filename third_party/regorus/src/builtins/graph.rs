@@ -5,7 +5,7 @@
 
 use crate::ast::{Expr, Ref};
 use crate::builtins;
-use crate::builtins::utils::{enforce_limit, ensure_args_count, ensure_object};
+use crate::builtins::utils::{enforce_limit, ensure_args_count, operand_type_error};
 use crate::lexer::Span;
 use crate::value::Object;
 use crate::value::Value;
@@ -13,7 +13,7 @@ use crate::*;
 
 use alloc::collections::BTreeSet;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 pub fn register(m: &mut builtins::BuiltinsMap<&'static str, builtins::BuiltinFcn>) {
     m.insert("graph.reachable", (reachable, 2));
@@ -21,11 +21,21 @@ pub fn register(m: &mut builtins::BuiltinsMap<&'static str, builtins::BuiltinFcn
     m.insert("walk", (walk, 1));
 }
 
-fn reachable(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Result<Value> {
+fn reachable(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "graph.reachable";
     ensure_args_count(span, name, params, args, 2)?;
 
-    let graph = ensure_object(name, &params[0], args[0].clone())?;
+    // policy-engine patch: OPA's operand type errors (raised, and so
+    // undefined in non-strict mode, for both operands).
+    let Value::Object(graph) = &args[0] else {
+        return Err(operand_type_error(
+            params[0].span(),
+            name,
+            1,
+            &["object"],
+            &args[0],
+        ));
+    };
     let mut worklist = vec![];
 
     match &args[1] {
@@ -43,8 +53,15 @@ fn reachable(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) ->
                 enforce_limit()?;
             }
         }
-        _ if strict => bail!(params[1].span().error("initial vertices must be array/set")),
-        _ => return Ok(Value::Undefined),
+        other => {
+            return Err(operand_type_error(
+                params[1].span(),
+                name,
+                2,
+                &["array", "set"],
+                other,
+            ))
+        }
     }
 
     let mut reachable = BTreeSet::new();
@@ -80,76 +97,56 @@ fn reachable(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) ->
     Ok(Value::from_set(reachable))
 }
 
-fn visit(
+/// The vertices of an edge collection (array or set), in order; nothing for
+/// any other value.
+fn vertices(collection: &Value) -> Vec<Value> {
+    match collection {
+        Value::Array(arr) => arr.iter().cloned().collect(),
+        Value::Set(set) => set.iter().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// policy-engine patch: OPA's (v1.20) `pathBuilder`. A path ends where a
+/// vertex is missing from the graph (without that vertex), has no edges, or
+/// reaches a vertex already reached. `reached` is shared by the whole walk
+/// from one start edge, and a vertex's cycle commits accumulate, as in OPA.
+fn build_paths(
     graph: &Object,
-    visited: &mut BTreeSet<Value>,
-    node: &Value,
+    root: &Value,
     path: &mut Vec<Value>,
     paths: &mut BTreeSet<Value>,
+    reached: &mut BTreeSet<Value>,
 ) -> Result<()> {
-    if let Value::String(s) = node {
-        if s.as_ref() == "" {
-            if !path.is_empty() {
-                paths.insert(Value::from_array(path.clone()));
-                // Guard path result growth when terminating at empty edge.
-                enforce_limit()?;
-            }
-            return Ok(());
-        }
-    }
-
-    let neighbors = graph.get(node);
-    if neighbors.is_none() {
-        // Current node is not valid. Add path as is.
-        if !path.is_empty() {
-            paths.insert(Value::from_array(path.clone()));
-            // Guard path set growth when encountering missing nodes.
-            enforce_limit()?;
-        }
-        return Ok(());
-    }
-
-    if visited.contains(node) {
+    let Some(edges) = graph.get(root) else {
         paths.insert(Value::from_array(path.clone()));
-        // Guard path set growth when detecting a cycle.
+        // Guard path result growth when ending at a missing vertex.
         enforce_limit()?;
-    } else {
-        path.push(node.clone());
-        // Guard path stack growth while descending the graph.
+        return Ok(());
+    };
+    let depth = path.len();
+    path.push(root.clone());
+    let neighbors = vertices(edges);
+    if neighbors.is_empty() {
+        paths.insert(Value::from_array(path.clone()));
+        // Guard path result growth when ending at a leaf.
         enforce_limit()?;
-        visited.insert(node.clone());
-        // Guard visited set growth while marking nodes as seen.
-        enforce_limit()?;
-        let n = match neighbors {
-            Some(Value::Array(arr)) => {
-                for n in arr.iter().rev() {
-                    visit(graph, visited, n, path, paths)?;
-                }
-                arr.len()
-            }
-            Some(Value::Set(set)) => {
-                for n in set.iter().rev() {
-                    visit(graph, visited, n, path, paths)?;
-                }
-                set.len()
-            }
-            Some(&Value::Null) => 0,
-            _ => bail!(format!("neighbors for node `{node}` must be array/set.")),
-        };
-
-        if n == 0 {
-            // Current node has no neighbors.
-            if !path.is_empty() {
-                paths.insert(Value::from_array(path.clone()));
-                // Guard path set growth when recording leaf nodes.
-                enforce_limit()?;
-            }
-        }
-
-        visited.remove(node);
-        path.pop();
     }
-
+    let mut committed: Vec<Value> = Vec::new();
+    for neighbor in &neighbors {
+        if reached.contains(neighbor) {
+            committed.extend(path.iter().cloned());
+            paths.insert(Value::from_array(committed.clone()));
+            // Guard path result growth when reaching a reached vertex.
+            enforce_limit()?;
+        } else {
+            reached.insert(root.clone());
+            // Guard reached set growth while marking vertices.
+            enforce_limit()?;
+            build_paths(graph, neighbor, path, paths, reached)?;
+        }
+    }
+    path.truncate(depth);
     Ok(())
 }
 
@@ -157,29 +154,52 @@ fn reachable_paths(
     span: &Span,
     params: &[Ref<Expr>],
     args: &[Value],
-    strict: bool,
+    _strict: bool,
 ) -> Result<Value> {
     let name = "graph.reachable_paths";
     ensure_args_count(span, name, params, args, 2)?;
 
-    let graph = ensure_object(name, &params[0], args[0].clone())?;
-    let mut visited = BTreeSet::new();
-    let mut path = vec![];
-    let mut paths = BTreeSet::new();
+    // policy-engine patch: OPA's `builtinReachablePaths`, with its operand
+    // type errors.
+    let Value::Object(graph) = &args[0] else {
+        return Err(operand_type_error(
+            params[0].span(),
+            name,
+            1,
+            &["object"],
+            &args[0],
+        ));
+    };
+    let initial = match &args[1] {
+        v @ (Value::Array(_) | Value::Set(_)) => vertices(v),
+        other => {
+            return Err(operand_type_error(
+                params[1].span(),
+                name,
+                2,
+                &["array", "set"],
+                other,
+            ))
+        }
+    };
 
-    match &args[1] {
-        Value::Array(arr) => {
-            for node in arr.iter() {
-                visit(&graph, &mut visited, node, &mut path, &mut paths)?;
-            }
+    let mut paths = BTreeSet::new();
+    for node in &initial {
+        let Some(edges) = graph.get(node) else {
+            continue;
+        };
+        let neighbors = vertices(edges);
+        if neighbors.is_empty() {
+            paths.insert(Value::from_array(vec![node.clone()]));
+            // Guard path result growth when a start vertex has no edges.
+            enforce_limit()?;
+            continue;
         }
-        Value::Set(set) => {
-            for node in set.iter() {
-                visit(&graph, &mut visited, node, &mut path, &mut paths)?;
-            }
+        for neighbor in &neighbors {
+            let mut reached: BTreeSet<Value> = [node.clone()].into_iter().collect();
+            let mut path = vec![node.clone()];
+            build_paths(graph, neighbor, &mut path, &mut paths, &mut reached)?;
         }
-        _ if strict => bail!(params[1].span().error("initial vertices must be array/set")),
-        _ => return Ok(Value::Undefined),
     }
 
     Ok(Value::from_set(paths))
@@ -231,4 +251,44 @@ fn walk(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Res
     let mut paths = vec![];
     walk_visit(&mut vec![], &args[0], &mut paths)?;
     Ok(Value::from_array(paths))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths_from(graph_json: &str, start: &str) -> Value {
+        let graph = Value::from_json_str(graph_json).expect("graph");
+        let graph = graph.as_object().expect("object").clone();
+        let mut paths = BTreeSet::new();
+        let start = Value::from(start);
+        for neighbor in graph.get(&start).map(vertices).unwrap_or_default() {
+            let mut reached: BTreeSet<Value> = [start.clone()].into_iter().collect();
+            let mut path = vec![start.clone()];
+            build_paths(&graph, &neighbor, &mut path, &mut paths, &mut reached).expect("paths");
+        }
+        Value::from_set(paths)
+    }
+
+    #[test]
+    fn reached_vertices_are_shared_by_one_start_edge() {
+        let graph = r#"{"one": ["two", "five"], "two": ["four"], "three": [""],
+            "four": ["three"], "five": ["seven", "six"], "six": ["nine", "seven"],
+            "seven": ["eight"], "eight": ["three"], "nine": [""]}"#;
+        let want = Value::from_json_str(
+            r#"[["one","five","seven","eight","three"],["one","five","six"],
+                ["one","five","six","nine"],["one","two","four","three"]]"#,
+        )
+        .expect("want");
+        let want = Value::from_set(want.as_array().expect("array").iter().cloned().collect());
+        assert_eq!(paths_from(graph, "one"), want);
+    }
+
+    #[test]
+    fn a_cycle_ends_the_path() {
+        let got = paths_from(r#"{"a": ["b"], "b": ["c"], "c": ["a"]}"#, "a");
+        let want = Value::from_json_str(r#"[["a", "b", "c"]]"#).expect("want");
+        let want = Value::from_set(want.as_array().expect("array").iter().cloned().collect());
+        assert_eq!(got, want);
+    }
 }

@@ -34,6 +34,12 @@ mod net;
 
 #[cfg(feature = "jsonpatch")]
 mod json_patch;
+// policy-engine patch: rego.metadata.chain / rego.metadata.rule (called by
+// the interpreter, which knows the rule being evaluated).
+pub(crate) mod metadata;
+// policy-engine patch: json.verify_schema / json.match_schema as in OPA.
+#[cfg(feature = "jsonschema")]
+mod json_schema;
 pub mod numbers;
 mod objects;
 #[cfg(feature = "opa-runtime")]
@@ -44,6 +50,8 @@ mod regex;
 mod semver;
 pub mod sets;
 mod strings;
+// policy-engine patch: template strings.
+mod template;
 #[cfg(feature = "time")]
 mod time;
 mod tracing;
@@ -114,6 +122,8 @@ lazy_static! {
 	opa::register(&mut m);
 	tracing::register(&mut m);
 	units::register(&mut m);
+	// policy-engine patch: template strings.
+	template::register(&mut m);
 
 	#[cfg(feature = "opa-testutil")]
 	test::register(&mut m);

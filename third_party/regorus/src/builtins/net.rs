@@ -14,6 +14,7 @@ use std::vec::Vec;
 
 use crate::ast::{Expr, Ref};
 use crate::builtins;
+use crate::builtins::utils::operand;
 use crate::builtins::utils::{enforce_limit, ensure_args_count};
 use crate::lexer::Span;
 use crate::value::Value;
@@ -39,7 +40,7 @@ pub fn cidr_is_valid(
     _strict: bool,
 ) -> Result<Value> {
     ensure_args_count(span, "cidr_is_valid", params, args, 1)?;
-    let cidr = ensure_string("cidr_is_valid", &params[0], &args[0])?;
+    let cidr = ensure_string("cidr_is_valid", operand(params, 0), &args[0])?;
 
     Ok(Value::from(is_valid_cidr(cidr)))
 }
@@ -80,8 +81,8 @@ pub fn cidr_contains(
     strict: bool,
 ) -> Result<Value> {
     ensure_args_count(span, "cidr_contains", params, args, 2)?;
-    let cidr = ensure_string("cidr_contains", &params[0], &args[0])?;
-    let cidr_or_ip = ensure_string("cidr_contains", &params[1], &args[1])?;
+    let cidr = ensure_string("cidr_contains", operand(params, 0), &args[0])?;
+    let cidr_or_ip = ensure_string("cidr_contains", operand(params, 1), &args[1])?;
     let contains = _cidr_contains(cidr, cidr_or_ip);
 
     match contains {
@@ -124,7 +125,7 @@ pub fn cidr_expand(
     _strict: bool,
 ) -> Result<Value> {
     ensure_args_count(span, "cidr_expand", params, args, 1)?;
-    let cidr = ensure_string("cidr_expand", &params[0], &args[0])?;
+    let cidr = ensure_string("cidr_expand", operand(params, 0), &args[0])?;
 
     _cidr_expand(cidr)
 }

@@ -10,6 +10,7 @@
 
 use crate::ast::{ArithOp, Expr, Ref};
 use crate::builtins;
+use crate::builtins::utils::operand;
 use crate::builtins::utils::{enforce_limit, ensure_args_count, ensure_numeric};
 use crate::lexer::Span;
 use crate::number::Number;
@@ -64,29 +65,29 @@ pub fn arithmetic_operation(
 fn abs(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     ensure_args_count(span, "abs", params, args, 1)?;
     Ok(Value::from(
-        ensure_numeric("abs", &params[0], &args[0])?.abs(),
+        ensure_numeric("abs", operand(params, 0), &args[0])?.abs(),
     ))
 }
 
 fn ceil(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     ensure_args_count(span, "ceil", params, args, 1)?;
     Ok(Value::from(
-        ensure_numeric("ceil", &params[0], &args[0])?.ceil(),
+        ensure_numeric("ceil", operand(params, 0), &args[0])?.ceil(),
     ))
 }
 
 fn floor(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     ensure_args_count(span, "floor", params, args, 1)?;
     Ok(Value::from(
-        ensure_numeric("floor", &params[0], &args[0])?.floor(),
+        ensure_numeric("floor", operand(params, 0), &args[0])?.floor(),
     ))
 }
 
 fn range(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Result<Value> {
     let name = "numbers.range";
     ensure_args_count(span, name, params, args, 2)?;
-    let v1 = ensure_numeric(name, &params[0], &args[0].clone())?;
-    let v2 = ensure_numeric(name, &params[1], &args[1].clone())?;
+    let v1 = ensure_numeric(name, operand(params, 0), &args[0].clone())?;
+    let v2 = ensure_numeric(name, operand(params, 1), &args[1].clone())?;
 
     match v1.is_integer() {
         false if strict => bail!(params[0].span().error("operand must be integer")),
@@ -124,9 +125,9 @@ fn range(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Res
 fn range_step(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Result<Value> {
     let name = "numbers.range_step";
     ensure_args_count(span, name, params, args, 3)?;
-    let v1 = ensure_numeric(name, &params[0], &args[0].clone())?;
-    let v2 = ensure_numeric(name, &params[1], &args[1].clone())?;
-    let incr = ensure_numeric(name, &params[2], &args[2].clone())?;
+    let v1 = ensure_numeric(name, operand(params, 0), &args[0].clone())?;
+    let v2 = ensure_numeric(name, operand(params, 1), &args[1].clone())?;
+    let incr = ensure_numeric(name, operand(params, 2), &args[2].clone())?;
 
     match v1.is_integer() {
         false if strict => bail!(params[0].span().error("operand must be integer")),
@@ -167,7 +168,7 @@ fn round(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Re
     let name = "round";
     ensure_args_count(span, name, params, args, 1)?;
     Ok(Value::from(
-        ensure_numeric(name, &params[0], &args[0])?.round(),
+        ensure_numeric(name, operand(params, 0), &args[0])?.round(),
     ))
 }
 
@@ -175,8 +176,8 @@ fn round(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Re
 fn intn(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let fcn = "rand.intn";
     ensure_args_count(span, fcn, params, args, 2)?;
-    let _ = crate::builtins::utils::ensure_string(fcn, &params[0], &args[0])?;
-    let n = ensure_numeric(fcn, &params[0], &args[1])?;
+    let _ = crate::builtins::utils::ensure_string(fcn, operand(params, 0), &args[0])?;
+    let n = ensure_numeric(fcn, operand(params, 1), &args[1])?;
 
     Ok(match n.as_u64() {
         Some(0) => Value::from(0u64),

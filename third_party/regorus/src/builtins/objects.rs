@@ -5,6 +5,7 @@
 
 use crate::ast::{Expr, Ref};
 use crate::builtins;
+use crate::builtins::utils::operand;
 use crate::builtins::utils::{enforce_limit, ensure_args_count, ensure_array, ensure_object};
 use crate::lexer::Span;
 use crate::Rc;
@@ -29,8 +30,15 @@ pub fn register(m: &mut builtins::BuiltinsMap<&'static str, builtins::BuiltinFcn
 
     #[cfg(feature = "jsonschema")]
     {
-        m.insert("json.match_schema", (json_match_schema, 2));
-        m.insert("json.verify_schema", (json_verify_schema, 1));
+        // policy-engine patch: OPA's argument handling and result shapes.
+        m.insert(
+            "json.match_schema",
+            (super::json_schema::json_match_schema, 2),
+        );
+        m.insert(
+            "json.verify_schema",
+            (super::json_schema::json_verify_schema, 1),
+        );
     }
 
     #[cfg(feature = "jsonpatch")]
@@ -243,7 +251,7 @@ fn merge_filters(
 fn json_filter(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "json.filter";
     ensure_args_count(span, name, params, args, 2)?;
-    ensure_object(name, &params[0], args[0].clone())?;
+    ensure_object(name, operand(params, 0), args[0].clone())?;
 
     let filters = match &args[1] {
         Value::Array(a) => merge_filters(name, &params[1], &mut a.iter(), Value::new_object())?,
@@ -263,7 +271,7 @@ fn json_filter(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool)
 fn json_remove(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "json.remove";
     ensure_args_count(span, name, params, args, 2)?;
-    ensure_object(name, &params[0], args[0].clone())?;
+    ensure_object(name, operand(params, 0), args[0].clone())?;
 
     let filters = match &args[1] {
         Value::Array(a) => merge_filters(name, &params[1], &mut a.iter(), Value::new_object())?,
@@ -277,7 +285,7 @@ fn json_remove(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool)
 fn filter(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "object.filter";
     ensure_args_count(span, name, params, args, 2)?;
-    let mut obj = ensure_object(name, &params[0], args[0].clone())?;
+    let mut obj = ensure_object(name, operand(params, 0), args[0].clone())?;
     let obj_ref = Rc::make_mut(&mut obj);
     match &args[1] {
         Value::Array(a) => {
@@ -295,7 +303,7 @@ fn filter(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> R
 fn get(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "object.get";
     ensure_args_count(span, name, params, args, 3)?;
-    let obj = ensure_object(name, &params[0], args[0].clone())?;
+    let obj = ensure_object(name, operand(params, 0), args[0].clone())?;
     let default = &args[2];
 
     Ok(match &args[1] {
@@ -320,14 +328,14 @@ fn get(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Resu
 fn keys(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "object.keys";
     ensure_args_count(span, name, params, args, 1)?;
-    let obj = ensure_object(name, &params[0], args[0].clone())?;
+    let obj = ensure_object(name, operand(params, 0), args[0].clone())?;
     Ok(Value::from_set(obj.keys().cloned().collect()))
 }
 
 fn remove(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "object.remove";
     ensure_args_count(span, name, params, args, 2)?;
-    let mut obj = ensure_object(name, &params[0], args[0].clone())?;
+    let mut obj = ensure_object(name, operand(params, 0), args[0].clone())?;
     let obj_ref = Rc::make_mut(&mut obj);
     match &args[1] {
         Value::Array(a) => {
@@ -396,8 +404,8 @@ fn object_union(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool
     let name = "object.union";
     ensure_args_count(span, name, params, args, 2)?;
 
-    let _ = ensure_object(name, &params[0], args[0].clone())?;
-    let _ = ensure_object(name, &params[1], args[1].clone())?;
+    let _ = ensure_object(name, operand(params, 0), args[0].clone())?;
+    let _ = ensure_object(name, operand(params, 1), args[1].clone())?;
 
     let result = union(&args[0], &args[1])?;
     Ok(result)
@@ -412,7 +420,7 @@ fn object_union_n(
     let name = "object.union_n";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let arr = ensure_array(name, &params[0], args[0].clone())?;
+    let arr = ensure_array(name, operand(params, 0), args[0].clone())?;
 
     let mut u = Value::new_object();
     for (idx, a) in arr.iter().enumerate() {
@@ -430,72 +438,6 @@ fn object_union_n(
     Ok(u)
 }
 
-#[cfg(feature = "jsonschema")]
-fn compile_json_schema(param: &Ref<Expr>, arg: &Value) -> Result<jsonschema::Validator> {
-    let schema_str = match arg {
-        Value::String(schema_str) => schema_str.as_ref().to_string(),
-        _ => arg.to_json_str()?,
-    };
-
-    if let Ok(schema) = serde_json::from_str(&schema_str) {
-        match jsonschema::validator_for(&schema) {
-            Ok(schema) => return Ok(schema),
-            Err(e) => bail!(e.to_string()),
-        }
-    }
-    bail!(param.span().error("not a valid json schema"))
-}
-
-#[cfg(feature = "jsonschema")]
-fn json_verify_schema(
-    span: &Span,
-    params: &[Ref<Expr>],
-    args: &[Value],
-    strict: bool,
-) -> Result<Value> {
-    let name = "json.verify_schema";
-    ensure_args_count(span, name, params, args, 1)?;
-
-    Ok(Value::from_array(
-        match compile_json_schema(&params[0], &args[0]) {
-            Ok(_) => [Value::Bool(true), Value::Null],
-            Err(e) if strict => bail!(params[0]
-                .span()
-                .error(format!("invalid schema: {e}").as_str())),
-            Err(e) => [Value::Bool(false), Value::String(e.to_string().into())],
-        }
-        .to_vec(),
-    ))
-}
-
-#[cfg(feature = "jsonschema")]
-fn json_match_schema(
-    span: &Span,
-    params: &[Ref<Expr>],
-    args: &[Value],
-    strict: bool,
-) -> Result<Value> {
-    let name = "json.match_schema";
-    ensure_args_count(span, name, params, args, 2)?;
-
-    let document: serde_json::Value = serde_json::from_str(&args[0].to_json_str()?)
-        .map_err(|err| span.error(&format!("Failed to parse JSON: {err}")))?;
-
-    Ok(Value::from_array(
-        match compile_json_schema(&params[1], &args[1]) {
-            Ok(schema) => match schema.validate(&document) {
-                Ok(_) => [Value::Bool(true), Value::Null],
-                Err(e) => [Value::Bool(false), Value::from(e.to_string())],
-            },
-            Err(e) if strict => bail!(params[1]
-                .span()
-                .error(format!("invalid schema: {e}").as_str())),
-            Err(e) => [Value::Bool(false), Value::String(e.to_string().into())],
-        }
-        .to_vec(),
-    ))
-}
-
 // Note: matching OPA's own `builtinJSONPatch`, any failure while applying the
 // patch (bad path, missing attribute, failed `test`, ...) yields Undefined
 // rather than a hard error -- this builtin never errors on a malformed patch,
@@ -504,7 +446,7 @@ fn json_match_schema(
 fn json_patch(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "json.patch";
     ensure_args_count(span, name, params, args, 2)?;
-    ensure_array(name, &params[1], args[1].clone())?;
+    ensure_array(name, operand(params, 1), args[1].clone())?;
 
     let ops = args[1].as_array()?;
 

@@ -4,6 +4,7 @@
 
 use crate::ast::{Expr, Ref};
 use crate::builtins;
+use crate::builtins::utils::operand;
 use crate::builtins::utils::{enforce_limit, ensure_args_count, ensure_numeric, ensure_string};
 use crate::lexer::Span;
 use crate::value::Value;
@@ -100,9 +101,9 @@ fn find_all_string_submatch_n(
     let name = "regex.find_all_string_submatch_n";
     ensure_args_count(span, name, params, args, 3)?;
 
-    let pattern = ensure_string(name, &params[0], &args[0])?;
-    let value = ensure_string(name, &params[1], &args[1])?;
-    let n = ensure_numeric(name, &params[2], &args[2])?;
+    let pattern = ensure_string(name, operand(params, 0), &args[0])?;
+    let value = ensure_string(name, operand(params, 1), &args[1])?;
+    let n = ensure_numeric(name, operand(params, 2), &args[2])?;
 
     let re = compile_regex_for_builtin(params[0].span(), &pattern)?;
 
@@ -145,9 +146,9 @@ fn find_n(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> R
     let name = "regex.find_n";
     ensure_args_count(span, name, params, args, 3)?;
 
-    let pattern = ensure_string(name, &params[0], &args[0])?;
-    let value = ensure_string(name, &params[1], &args[1])?;
-    let n = ensure_numeric(name, &params[2], &args[2])?;
+    let pattern = ensure_string(name, operand(params, 0), &args[0])?;
+    let value = ensure_string(name, operand(params, 1), &args[1])?;
+    let n = ensure_numeric(name, operand(params, 2), &args[2])?;
 
     let re = compile_regex_for_builtin(params[0].span(), &pattern)?;
 
@@ -177,7 +178,7 @@ fn find_n(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> R
 fn is_valid(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "regex.is_valid";
     ensure_args_count(span, name, params, args, 1)?;
-    let pattern = match ensure_string(name, &params[0], &args[0]) {
+    let pattern = match ensure_string(name, operand(params, 0), &args[0]) {
         Ok(p) => p,
         Err(_) => return Ok(Value::Bool(false)),
     };
@@ -202,8 +203,8 @@ pub fn regex_match(
 ) -> Result<Value> {
     let name = "regex.match";
     ensure_args_count(span, name, params, args, 2)?;
-    let pattern = ensure_string(name, &params[0], &args[0])?;
-    let value = ensure_string(name, &params[1], &args[1])?;
+    let pattern = ensure_string(name, operand(params, 0), &args[0])?;
+    let value = ensure_string(name, operand(params, 1), &args[1])?;
 
     let re = compile_regex_for_builtin(params[0].span(), &pattern)?;
     Ok(Value::Bool(re.is_match(&value)))
@@ -218,9 +219,9 @@ fn regex_replace(
     let name = "regex.replace";
     ensure_args_count(span, name, params, args, 3)?;
 
-    let s = ensure_string(name, &params[0], &args[0])?;
-    let pattern = ensure_string(name, &params[1], &args[1])?;
-    let value = ensure_string(name, &params[2], &args[2])?;
+    let s = ensure_string(name, operand(params, 0), &args[0])?;
+    let pattern = ensure_string(name, operand(params, 1), &args[1])?;
+    let value = ensure_string(name, operand(params, 2), &args[2])?;
 
     let re = match get_or_compile_regex(&pattern) {
         Ok(p) => p,
@@ -241,8 +242,8 @@ fn regex_replace(
 fn regex_split(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "regex.split";
     ensure_args_count(span, name, params, args, 2)?;
-    let pattern = ensure_string(name, &params[0], &args[0])?;
-    let value = ensure_string(name, &params[1], &args[1])?;
+    let pattern = ensure_string(name, operand(params, 0), &args[0])?;
+    let value = ensure_string(name, operand(params, 1), &args[1])?;
 
     let re = compile_regex_for_builtin(params[0].span(), &pattern)?;
     Ok(Value::from_array(
@@ -265,10 +266,10 @@ fn regex_template_match(
 ) -> Result<Value> {
     let name = "regex.template_match";
     ensure_args_count(span, name, params, args, 4)?;
-    let template = ensure_string(name, &params[0], &args[0])?;
-    let value = ensure_string(name, &params[1], &args[1])?;
-    let delimiter_start = ensure_string(name, &params[2], &args[2])?;
-    let delimiter_end = ensure_string(name, &params[3], &args[3])?;
+    let template = ensure_string(name, operand(params, 0), &args[0])?;
+    let value = ensure_string(name, operand(params, 1), &args[1])?;
+    let delimiter_start = ensure_string(name, operand(params, 2), &args[2])?;
+    let delimiter_end = ensure_string(name, operand(params, 3), &args[3])?;
 
     let delimiter_start = delimiter_start.as_ref();
     let delimiter_end = delimiter_end.as_ref();

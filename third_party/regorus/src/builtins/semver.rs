@@ -4,6 +4,7 @@
 
 use crate::ast::{Expr, Ref};
 use crate::builtins;
+use crate::builtins::utils::operand;
 use crate::builtins::utils::{ensure_args_count, ensure_string};
 use crate::lexer::Span;
 use crate::value::Value;
@@ -23,8 +24,8 @@ fn compare(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> 
     let name = "semver.compare";
     ensure_args_count(span, name, params, args, 2)?;
 
-    let v1 = ensure_string(name, &params[0], &args[0])?;
-    let v2 = ensure_string(name, &params[1], &args[1])?;
+    let v1 = ensure_string(name, operand(params, 0), &args[0])?;
+    let v2 = ensure_string(name, operand(params, 1), &args[1])?;
     let version1 = Version::parse(&v1).map_err(|_| params[0].span().error("invalid semver"))?;
     let version2 = Version::parse(&v2).map_err(|_| params[0].span().error("invalid semver"))?;
     let result = match version1.cmp_precedence(&version2) {
@@ -40,7 +41,7 @@ fn is_valid(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> 
     ensure_args_count(span, name, params, args, 1)?;
     Ok(Value::Bool(
         Version::parse(&if strict {
-            ensure_string(name, &params[0], &args[0])?
+            ensure_string(name, operand(params, 0), &args[0])?
         } else {
             match &args[0] {
                 Value::String(s) => s.clone(),

@@ -5,6 +5,7 @@
 
 use crate::ast::{Expr, Ref};
 use crate::builtins;
+use crate::builtins::utils::operand;
 use crate::builtins::utils::{ensure_args_count, ensure_set};
 use crate::lexer::Span;
 use crate::value::Value;
@@ -45,8 +46,8 @@ fn binary_set_union(
 ) -> Result<Value> {
     let name = "__builtin_sets.union";
     ensure_args_count(span, name, params, args, 2)?;
-    let left = ensure_set(name, &params[0], args[0].clone())?;
-    let right = ensure_set(name, &params[1], args[1].clone())?;
+    let left = ensure_set(name, operand(params, 0), args[0].clone())?;
+    let right = ensure_set(name, operand(params, 1), args[1].clone())?;
     Ok(Value::from(left.union(&right)))
 }
 
@@ -58,8 +59,8 @@ fn binary_set_intersection(
 ) -> Result<Value> {
     let name = "__builtin_sets.intersection";
     ensure_args_count(span, name, params, args, 2)?;
-    let left = ensure_set(name, &params[0], args[0].clone())?;
-    let right = ensure_set(name, &params[1], args[1].clone())?;
+    let left = ensure_set(name, operand(params, 0), args[0].clone())?;
+    let right = ensure_set(name, operand(params, 1), args[1].clone())?;
     Ok(Value::from(left.intersection(&right)))
 }
 
@@ -71,7 +72,7 @@ fn intersection_of_set_of_sets(
 ) -> Result<Value> {
     let name = "intersection";
     ensure_args_count(span, name, params, args, 1)?;
-    let set = ensure_set(name, &params[0], args[0].clone())?;
+    let set = ensure_set(name, operand(params, 0), args[0].clone())?;
 
     let mut res = crate::value::Set::new();
     let mut first = true;
@@ -103,7 +104,7 @@ fn union_of_set_of_sets(
 ) -> Result<Value> {
     let name = "union";
     ensure_args_count(span, name, params, args, 1)?;
-    let set = ensure_set(name, &params[0], args[0].clone())?;
+    let set = ensure_set(name, operand(params, 0), args[0].clone())?;
 
     let mut res = crate::value::Set::new();
 

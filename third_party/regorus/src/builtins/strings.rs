@@ -9,6 +9,7 @@
 
 use crate::ast::{Expr, Ref};
 use crate::builtins;
+use crate::builtins::utils::operand;
 use crate::builtins::utils::{
     enforce_limit, ensure_args_count, ensure_array, ensure_numeric, ensure_object, ensure_string,
     ensure_string_collection,
@@ -52,7 +53,7 @@ pub fn register(m: &mut builtins::BuiltinsMap<&'static str, builtins::BuiltinFcn
 fn concat(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "concat";
     ensure_args_count(span, name, params, args, 2)?;
-    let delimiter = ensure_string(name, &params[0], &args[0])?;
+    let delimiter = ensure_string(name, operand(params, 0), &args[0])?;
     let collection = ensure_string_collection(name, &params[1], &args[1])?;
     Ok(Value::String(collection.join(&delimiter).into()))
 }
@@ -60,23 +61,23 @@ fn concat(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> R
 fn contains(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "contains";
     ensure_args_count(span, name, params, args, 2)?;
-    let s1 = ensure_string(name, &params[0], &args[0])?;
-    let s2 = ensure_string(name, &params[1], &args[1])?;
+    let s1 = ensure_string(name, operand(params, 0), &args[0])?;
+    let s2 = ensure_string(name, operand(params, 1), &args[1])?;
     Ok(Value::Bool(s1.contains(s2.as_ref())))
 }
 
 fn endswith(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "endswith";
     ensure_args_count(span, name, params, args, 2)?;
-    let s1 = ensure_string(name, &params[0], &args[0])?;
-    let s2 = ensure_string(name, &params[1], &args[1])?;
+    let s1 = ensure_string(name, operand(params, 0), &args[0])?;
+    let s2 = ensure_string(name, operand(params, 1), &args[1])?;
     Ok(Value::Bool(s1.ends_with(s2.as_ref())))
 }
 
 fn format_int(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Result<Value> {
     let name = "format_int";
     ensure_args_count(span, name, params, args, 2)?;
-    let mut n = ensure_numeric(name, &params[0], &args[0])?;
+    let mut n = ensure_numeric(name, operand(params, 0), &args[0])?;
     let mut sign = "";
     if n < Number::from(0u64) {
         n = n.abs();
@@ -84,7 +85,7 @@ fn format_int(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -
     }
     let n = n.floor();
 
-    let base = ensure_numeric(name, &params[1], &args[1])?;
+    let base = ensure_numeric(name, operand(params, 1), &args[1])?;
 
     let num = match base.as_u64() {
         Some(2) => n.format_bin(),
@@ -107,8 +108,8 @@ fn format_int(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -
 fn indexof(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "indexof";
     ensure_args_count(span, name, params, args, 2)?;
-    let s1 = ensure_string(name, &params[0], &args[0])?;
-    let s2 = ensure_string(name, &params[1], &args[1])?;
+    let s1 = ensure_string(name, operand(params, 0), &args[0])?;
+    let s2 = ensure_string(name, operand(params, 1), &args[1])?;
     for (pos, (idx, _)) in s1.char_indices().enumerate() {
         if s1[idx..].starts_with(s2.as_ref()) {
             return Ok(Value::from(Number::from(pos)));
@@ -120,8 +121,8 @@ fn indexof(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> 
 fn indexof_n(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "indexof_n";
     ensure_args_count(span, name, params, args, 2)?;
-    let s1 = ensure_string(name, &params[0], &args[0])?;
-    let s2 = ensure_string(name, &params[1], &args[1])?;
+    let s1 = ensure_string(name, operand(params, 0), &args[0])?;
+    let s2 = ensure_string(name, operand(params, 1), &args[1])?;
 
     let mut positions = vec![];
     for (pos, (idx, _)) in s1.char_indices().enumerate() {
@@ -137,7 +138,7 @@ fn indexof_n(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -
 fn lower(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "lower";
     ensure_args_count(span, name, params, args, 1)?;
-    let s = ensure_string(name, &params[0], &args[0])?;
+    let s = ensure_string(name, operand(params, 0), &args[0])?;
     Ok(Value::String(go_to_lower(&s).into()))
 }
 
@@ -163,17 +164,17 @@ fn go_to_lower(s: &str) -> String {
 fn replace(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "replace";
     ensure_args_count(span, name, params, args, 3)?;
-    let s = ensure_string(name, &params[0], &args[0])?;
-    let old = ensure_string(name, &params[1], &args[1])?;
-    let new = ensure_string(name, &params[2], &args[2])?;
+    let s = ensure_string(name, operand(params, 0), &args[0])?;
+    let old = ensure_string(name, operand(params, 1), &args[1])?;
+    let new = ensure_string(name, operand(params, 2), &args[2])?;
     Ok(Value::String(s.replace(old.as_ref(), new.as_ref()).into()))
 }
 
 fn split(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "replace";
     ensure_args_count(span, name, params, args, 2)?;
-    let s = ensure_string(name, &params[0], &args[0])?;
-    let delimiter = ensure_string(name, &params[1], &args[1])?;
+    let s = ensure_string(name, operand(params, 0), &args[0])?;
+    let delimiter = ensure_string(name, operand(params, 1), &args[1])?;
 
     // Handle https://github.com/microsoft/regorus/issues/291
     let parts: Vec<Value> = if delimiter.as_ref() == "" {
@@ -331,8 +332,8 @@ fn append_hex_escape(out: &mut String, prefix: char, value: u32, digits: usize) 
 fn sprintf(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "sprintf";
     ensure_args_count(span, name, params, args, 2)?;
-    let fmt = ensure_string(name, &params[0], &args[0])?;
-    let args = ensure_array(name, &params[1], args[1].clone())?;
+    let fmt = ensure_string(name, operand(params, 0), &args[0])?;
+    let args = ensure_array(name, operand(params, 1), args[1].clone())?;
 
     let mut s = String::default();
     let mut args_idx = 0usize;
@@ -639,31 +640,30 @@ fn strings_count(
     let name = "strings.count";
     ensure_args_count(span, name, params, args, 2)?;
 
-    let search = ensure_string(name, &params[0], &args[0])?;
-    let substring = ensure_string(name, &params[0], &args[1])?;
+    let search = ensure_string(name, operand(params, 0), &args[0])?;
+    let substring = ensure_string(name, operand(params, 1), &args[1])?;
 
-    Ok(Value::from(
-        search
-            .as_bytes()
-            .windows(substring.len())
-            .filter(|&w| w == substring.as_bytes())
-            .count(),
-    ))
+    // policy-engine patch: Go's strings.Count: non-overlapping matches, and
+    // an empty substring counts the positions between characters (no panic).
+    if substring.is_empty() {
+        return Ok(Value::from(search.chars().count() + 1));
+    }
+    Ok(Value::from(search.matches(substring.as_ref()).count()))
 }
 
 fn startswith(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "startswith";
     ensure_args_count(span, name, params, args, 2)?;
-    let s1 = ensure_string(name, &params[0], &args[0])?;
-    let s2 = ensure_string(name, &params[1], &args[1])?;
+    let s1 = ensure_string(name, operand(params, 0), &args[0])?;
+    let s2 = ensure_string(name, operand(params, 1), &args[1])?;
     Ok(Value::Bool(s1.starts_with(s2.as_ref())))
 }
 
 fn replace_n(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "trim";
     ensure_args_count(span, name, params, args, 2)?;
-    let obj = ensure_object(name, &params[0], args[0].clone())?;
-    let mut s = ensure_string(name, &params[1], &args[1])?;
+    let obj = ensure_object(name, operand(params, 0), args[0].clone())?;
+    let mut s = ensure_string(name, operand(params, 1), &args[1])?;
 
     let span = params[0].span();
     for item in obj.as_ref().iter_sorted() {
@@ -685,16 +685,16 @@ fn replace_n(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -
 fn reverse(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "reverse";
     ensure_args_count(span, name, params, args, 1)?;
-    let s = ensure_string(name, &params[0], &args[0])?;
+    let s = ensure_string(name, operand(params, 0), &args[0])?;
     Ok(Value::String(s.chars().rev().collect::<String>().into()))
 }
 
 fn substring(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Result<Value> {
     let name = "substring";
     ensure_args_count(span, name, params, args, 3)?;
-    let s = ensure_string(name, &params[0], &args[0])?;
-    let offset = ensure_numeric(name, &params[1], &args[1])?;
-    let length = ensure_numeric(name, &params[2], &args[2])?;
+    let s = ensure_string(name, operand(params, 0), &args[0])?;
+    let offset = ensure_numeric(name, operand(params, 1), &args[1])?;
+    let length = ensure_numeric(name, operand(params, 2), &args[2])?;
 
     match (offset.as_i64(), length.as_i64()) {
         (Some(offset), _) if offset < 0 && strict => {
@@ -729,16 +729,16 @@ fn substring(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) ->
 fn trim(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "trim";
     ensure_args_count(span, name, params, args, 2)?;
-    let s1 = ensure_string(name, &params[0], &args[0])?;
-    let s2 = ensure_string(name, &params[1], &args[1])?;
+    let s1 = ensure_string(name, operand(params, 0), &args[0])?;
+    let s2 = ensure_string(name, operand(params, 1), &args[1])?;
     Ok(Value::String(s1.trim_matches(|c| s2.contains(c)).into()))
 }
 
 fn trim_left(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "trim_left";
     ensure_args_count(span, name, params, args, 2)?;
-    let s1 = ensure_string(name, &params[0], &args[0])?;
-    let s2 = ensure_string(name, &params[1], &args[1])?;
+    let s1 = ensure_string(name, operand(params, 0), &args[0])?;
+    let s2 = ensure_string(name, operand(params, 1), &args[1])?;
     Ok(Value::String(
         s1.trim_start_matches(|c| s2.contains(c)).into(),
     ))
@@ -747,8 +747,8 @@ fn trim_left(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -
 fn trim_prefix(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "trim_prefix";
     ensure_args_count(span, name, params, args, 2)?;
-    let s1 = ensure_string(name, &params[0], &args[0])?;
-    let s2 = ensure_string(name, &params[1], &args[1])?;
+    let s1 = ensure_string(name, operand(params, 0), &args[0])?;
+    let s2 = ensure_string(name, operand(params, 1), &args[1])?;
     Ok(Value::String(match s1.strip_prefix(s2.as_ref()) {
         Some(s) => s.into(),
         _ => s1,
@@ -758,8 +758,8 @@ fn trim_prefix(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool)
 fn trim_right(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "trim_right";
     ensure_args_count(span, name, params, args, 2)?;
-    let s1 = ensure_string(name, &params[0], &args[0])?;
-    let s2 = ensure_string(name, &params[1], &args[1])?;
+    let s1 = ensure_string(name, operand(params, 0), &args[0])?;
+    let s2 = ensure_string(name, operand(params, 1), &args[1])?;
     Ok(Value::String(
         s1.trim_end_matches(|c| s2.contains(c)).into(),
     ))
@@ -768,15 +768,15 @@ fn trim_right(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) 
 fn trim_space(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "trim_space";
     ensure_args_count(span, name, params, args, 1)?;
-    let s = ensure_string(name, &params[0], &args[0])?;
+    let s = ensure_string(name, operand(params, 0), &args[0])?;
     Ok(Value::String(s.trim().into()))
 }
 
 fn trim_suffix(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "trim_suffix";
     ensure_args_count(span, name, params, args, 2)?;
-    let s1 = ensure_string(name, &params[0], &args[0])?;
-    let s2 = ensure_string(name, &params[1], &args[1])?;
+    let s1 = ensure_string(name, operand(params, 0), &args[0])?;
+    let s2 = ensure_string(name, operand(params, 1), &args[1])?;
     Ok(Value::String(match s1.strip_suffix(s2.as_ref()) {
         Some(s) => s.into(),
         _ => s1,
@@ -786,7 +786,7 @@ fn trim_suffix(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool)
 fn upper(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "upper";
     ensure_args_count(span, name, params, args, 1)?;
-    let s = ensure_string(name, &params[0], &args[0])?;
+    let s = ensure_string(name, operand(params, 0), &args[0])?;
     Ok(Value::String(s.to_uppercase().into()))
 }
 

@@ -5,6 +5,7 @@
 use crate::ast::{Expr, Ref};
 use crate::builtins;
 use crate::builtins::time;
+use crate::builtins::utils::operand;
 use crate::builtins::utils::{ensure_args_count, ensure_string};
 use crate::lexer::Span;
 use crate::value::Value;
@@ -22,7 +23,7 @@ fn sleep(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Re
     let name = "test.sleep";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let val = ensure_string(name, &params[0], &args[0])?;
+    let val = ensure_string(name, operand(params, 0), &args[0])?;
     let dur = time::compat::parse_duration(val.as_ref())
         .map_err(|e| params[0].span().error(&format!("{e}")))?;
 

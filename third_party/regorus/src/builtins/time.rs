@@ -7,6 +7,7 @@
 )]
 use crate::ast::{Expr, Ref};
 use crate::builtins;
+use crate::builtins::utils::operand;
 use crate::builtins::utils::{ensure_args_count, ensure_numeric, ensure_string};
 use crate::lexer::Span;
 use crate::value::Value;
@@ -150,7 +151,7 @@ fn parse_duration_ns(
     let name = "time.parse_duration_ns";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let value = ensure_string(name, &params[0], &args[0])?;
+    let value = ensure_string(name, operand(params, 0), &args[0])?;
     let dur = compat::parse_duration(value.as_ref()).map_err(anyhow::Error::msg)?;
     safe_timestamp_nanos(span, strict, dur.num_nanoseconds())
 }
@@ -159,8 +160,8 @@ fn parse_ns(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> 
     let name = "time.parse_ns";
     ensure_args_count(span, name, params, args, 2)?;
 
-    let layout = ensure_string(name, &params[0], &args[0])?;
-    let value = ensure_string(name, &params[1], &args[1])?;
+    let layout = ensure_string(name, operand(params, 0), &args[0])?;
+    let value = ensure_string(name, operand(params, 1), &args[1])?;
 
     let datetime = compat::parse(layout_with_predefined_formats(&layout), &value)
         .map_err(|err| anyhow::anyhow!("Failed to parse datetime: {}", err))?;
@@ -176,7 +177,7 @@ fn parse_rfc3339_ns(
     let name = "time.parse_rfc3339_ns";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let value = ensure_string(name, &params[0], &args[0])?;
+    let value = ensure_string(name, operand(params, 0), &args[0])?;
 
     let datetime = DateTime::parse_from_rfc3339(&value)
         .map_err(|err| anyhow::anyhow!("Failed to parse datetime: {}", err))?;

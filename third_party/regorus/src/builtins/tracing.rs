@@ -2,6 +2,7 @@
 // Licensed under the MIT License.
 use crate::ast::{Expr, Ref};
 use crate::builtins;
+use crate::builtins::utils::operand;
 use crate::builtins::utils::{ensure_args_count, ensure_string};
 use crate::lexer::Span;
 use crate::value::Value;
@@ -17,7 +18,7 @@ pub fn register(m: &mut builtins::BuiltinsMap<&'static str, builtins::BuiltinFcn
 fn trace(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "trace";
     ensure_args_count(span, name, params, args, 1)?;
-    let msg = ensure_string(name, &params[0], &args[0])?;
+    let msg = ensure_string(name, operand(params, 0), &args[0])?;
 
     // Unlike rego, trace returns a string instead of bool.
     // The interpreter accumulates the traces.

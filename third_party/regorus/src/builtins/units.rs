@@ -6,6 +6,7 @@ use core::str::FromStr;
 
 use crate::ast::{Expr, Ref};
 use crate::builtins;
+use crate::builtins::utils::operand;
 use crate::builtins::utils::{ensure_args_count, ensure_string};
 use crate::lexer::Span;
 use crate::number::Number;
@@ -71,7 +72,7 @@ fn two_exp(suffix: &str) -> Option<i32> {
 fn parse(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "units.parse";
     ensure_args_count(span, name, params, args, 1)?;
-    let string = ensure_string(name, &params[0], &args[0])?;
+    let string = ensure_string(name, operand(params, 0), &args[0])?;
     let string = string.as_ref();
 
     // Remove quotes.
@@ -145,7 +146,7 @@ fn tenb_exp(suffix: &str) -> Option<i32> {
 fn parse_bytes(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Result<Value> {
     let name = "units.parse_bytes";
     ensure_args_count(span, name, params, args, 1)?;
-    let string = ensure_string(name, &params[0], &args[0])?;
+    let string = ensure_string(name, operand(params, 0), &args[0])?;
     let string = string.as_ref();
 
     // Remove quotes.

@@ -38,14 +38,73 @@ pub fn ensure_args_count(
     Ok(())
 }
 
-pub fn ensure_numeric(fcn: &str, arg: &Expr, v: &Value) -> Result<Number> {
+/// policy-engine patch: a builtin's operand expression and, where the call
+/// site gives it, its 1-based position, so that a type error can be worded
+/// as OPA's (`eval_type_error: fcn: operand 2 must be string but got number`).
+pub struct Operand<'a> {
+    expr: &'a Expr,
+    pos: Option<usize>,
+}
+
+/// What the `ensure_*` checks accept as the operand: an expression (no
+/// position, regorus's own message) or an [`Operand`] from [`operand`].
+pub trait IntoOperand<'a> {
+    fn into_operand(self) -> Operand<'a>;
+}
+
+impl<'a> IntoOperand<'a> for &'a Expr {
+    fn into_operand(self) -> Operand<'a> {
+        Operand {
+            expr: self,
+            pos: None,
+        }
+    }
+}
+
+impl<'a> IntoOperand<'a> for &'a Ref<Expr> {
+    fn into_operand(self) -> Operand<'a> {
+        Operand {
+            expr: self.as_ref(),
+            pos: None,
+        }
+    }
+}
+
+impl<'a> IntoOperand<'a> for Operand<'a> {
+    fn into_operand(self) -> Operand<'a> {
+        self
+    }
+}
+
+/// Operand `idx` (0-based) of a builtin call.
+pub fn operand(params: &[Ref<Expr>], idx: usize) -> Operand<'_> {
+    Operand {
+        expr: params[idx].as_ref(),
+        pos: Some(idx + 1),
+    }
+}
+
+/// The type error for `v` given where `expected` is needed: OPA's wording
+/// when the position is known, else `legacy`.
+fn type_error(
+    fcn: &str,
+    arg: &Operand<'_>,
+    expected: &str,
+    v: &Value,
+    legacy: String,
+) -> anyhow::Error {
+    match arg.pos {
+        Some(pos) => operand_type_error(arg.expr.span(), fcn, pos, &[expected], v),
+        None => arg.expr.span().error(&legacy),
+    }
+}
+
+pub fn ensure_numeric<'a>(fcn: &str, arg: impl IntoOperand<'a>, v: &Value) -> Result<Number> {
     Ok(match &v {
         Value::Number(n) => n.clone(),
         _ => {
-            let span = arg.span();
-            bail!(
-                span.error(format!("`{fcn}` expects numeric argument. Got `{v}` instead").as_str())
-            )
+            let legacy = format!("`{fcn}` expects numeric argument. Got `{v}` instead");
+            return Err(type_error(fcn, &arg.into_operand(), "number", v, legacy));
         }
     })
 }
@@ -94,12 +153,12 @@ pub fn validate_integer_arg(
     Ok(true)
 }
 
-pub fn ensure_string(fcn: &str, arg: &Expr, v: &Value) -> Result<Rc<str>> {
+pub fn ensure_string<'a>(fcn: &str, arg: impl IntoOperand<'a>, v: &Value) -> Result<Rc<str>> {
     Ok(match &v {
         Value::String(s) => s.clone(),
         _ => {
-            let span = arg.span();
-            bail!(span.error(format!("`{fcn}` expects string argument. Got `{v}` instead").as_str()))
+            let legacy = format!("`{fcn}` expects string argument. Got `{v}` instead");
+            return Err(type_error(fcn, &arg.into_operand(), "string", v, legacy));
         }
     })
 }
@@ -147,32 +206,72 @@ pub fn ensure_string_collection<'a>(fcn: &str, arg: &Expr, v: &'a Value) -> Resu
     Ok(collection)
 }
 
-pub fn ensure_array(fcn: &str, arg: &Expr, v: Value) -> Result<Rc<Array>> {
+pub fn ensure_array<'a>(fcn: &str, arg: impl IntoOperand<'a>, v: Value) -> Result<Rc<Array>> {
     Ok(match v {
         Value::Array(a) => a,
         _ => {
-            let span = arg.span();
-            bail!(span.error(format!("`{fcn}` expects array argument. Got `{v}` instead").as_str()))
+            let legacy = format!("`{fcn}` expects array argument. Got `{v}` instead");
+            return Err(type_error(fcn, &arg.into_operand(), "array", &v, legacy));
         }
     })
 }
 
-pub fn ensure_set(fcn: &str, arg: &Expr, v: Value) -> Result<Rc<Set>> {
+pub fn ensure_set<'a>(fcn: &str, arg: impl IntoOperand<'a>, v: Value) -> Result<Rc<Set>> {
     Ok(match v {
         Value::Set(s) => s,
         _ => {
-            let span = arg.span();
-            bail!(span.error(format!("`{fcn}` expects set argument. Got `{v}` instead").as_str()))
+            let legacy = format!("`{fcn}` expects set argument. Got `{v}` instead");
+            return Err(type_error(fcn, &arg.into_operand(), "set", &v, legacy));
         }
     })
 }
 
-pub fn ensure_object(fcn: &str, arg: &Expr, v: Value) -> Result<Rc<Object>> {
+pub fn ensure_object<'a>(fcn: &str, arg: impl IntoOperand<'a>, v: Value) -> Result<Rc<Object>> {
     Ok(match v {
         Value::Object(o) => o,
         _ => {
-            let span = arg.span();
-            bail!(span.error(format!("`{fcn}` expects object argument. Got `{v}` instead").as_str()))
+            let legacy = format!("`{fcn}` expects object argument. Got `{v}` instead");
+            return Err(type_error(fcn, &arg.into_operand(), "object", &v, legacy));
         }
     })
+}
+
+/// policy-engine patch: OPA's name for the type of `v` (`ast.TypeName`).
+pub fn opa_type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Set(_) => "set",
+        Value::Object(_) => "object",
+        Value::Undefined => "undefined",
+    }
+}
+
+/// policy-engine patch: OPA's operand type error (`builtins.NewOperandTypeErr`
+/// raised through `handleBuiltinErr`), with its code in the message:
+/// `eval_type_error: fcn: operand 2 must be one of {object, set} but got boolean`.
+pub fn operand_type_error(
+    span: &Span,
+    fcn: &str,
+    pos: usize,
+    expected: &[&str],
+    got: &Value,
+) -> anyhow::Error {
+    let expected = match expected {
+        [one] => (*one).to_string(),
+        many => format!("one of {{{}}}", many.join(", ")),
+    };
+    let got = opa_type_name(got);
+    span.error(&format!(
+        "eval_type_error: {fcn}: operand {pos} must be {expected} but got {got}"
+    ))
+}
+
+/// policy-engine patch: OPA's other operand errors (`builtins.NewOperandErr`):
+/// `eval_type_error: fcn: operand 1 <message>`.
+pub fn operand_error(span: &Span, fcn: &str, pos: usize, message: &str) -> anyhow::Error {
+    span.error(&format!("eval_type_error: {fcn}: operand {pos} {message}"))
 }

@@ -3,6 +3,7 @@
 // Licensed under the MIT License.
 use crate::ast::{Expr, Ref};
 use crate::builtins;
+use crate::builtins::utils::operand;
 use crate::builtins::utils::{ensure_args_count, ensure_string};
 use crate::lexer::Span;
 use crate::value::Value;
@@ -22,7 +23,7 @@ fn parse(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Re
     let name = "uuid.parse";
     ensure_args_count(span, name, params, args, 1)?;
 
-    let val = ensure_string(name, &params[0], &args[0])?;
+    let val = ensure_string(name, operand(params, 0), &args[0])?;
     let Some(uuid) = Uuid::parse_str(&val).ok() else {
         return Ok(Value::Undefined);
     };
@@ -87,7 +88,7 @@ fn parse(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Re
 fn rfc4122(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "uuid.rfc4122";
     ensure_args_count(span, name, params, args, 1)?;
-    ensure_string(name, &params[0], &args[0])?;
+    ensure_string(name, operand(params, 0), &args[0])?;
 
     let uuid = Uuid::new_v4();
     Ok(Value::String(uuid.to_string().into()))

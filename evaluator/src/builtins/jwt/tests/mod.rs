@@ -3,6 +3,7 @@
 //! input (`rules`), and the differential vectors answered by OPA (`vectors`).
 
 mod bench;
+mod encode;
 mod families;
 mod fast_path;
 mod rules;

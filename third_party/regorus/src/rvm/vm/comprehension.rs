@@ -97,6 +97,7 @@ impl RegoVM {
             comprehension_end: params.comprehension_end,
             iteration_state,
             resume_pc,
+            loop_depth: self.loop_stack.len(),
         };
 
         if auto_iterate {
@@ -180,6 +181,7 @@ impl RegoVM {
             comprehension_end: params.comprehension_end,
             iteration_state,
             resume_pc,
+            loop_depth: 0,
         };
 
         let next_pc = if auto_iterate {
@@ -475,6 +477,13 @@ impl RegoVM {
     ) -> Result<bool> {
         if let Some(mut context) = self.comprehension_stack.pop() {
             self.advance_comprehension_after_failure(&mut context)?;
+            // policy-engine patch: a body that failed for good resumes at the
+            // `ComprehensionEnd` (the dispatch loop adds one to the pc), which
+            // pops this context; past it, the context stayed on the stack and
+            // the enclosing comprehension's yields went into it.
+            if context.iteration_state.is_none() {
+                self.pc = usize::from(context.comprehension_end).saturating_sub(2);
+            }
             self.comprehension_stack.push(context);
             Ok(true)
         } else {

@@ -119,6 +119,10 @@ pub(super) struct ComprehensionContext {
     pub(super) iteration_state: Option<IterationState>,
     /// Resume location for the parent frame once this comprehension completes
     pub(super) resume_pc: usize,
+    /// policy-engine patch: number of loops active when the comprehension
+    /// began (run-to-completion mode), so that a failed condition goes to the
+    /// innermost of the comprehension and the loops.
+    pub(super) loop_depth: usize,
 }
 
 #[cfg(test)]

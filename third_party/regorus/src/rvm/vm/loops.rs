@@ -601,7 +601,14 @@ impl RegoVM {
             return Ok(());
         }
 
-        if !self.loop_stack.is_empty() {
+        // policy-engine patch: a comprehension begun inside the innermost loop
+        // (`[x | some y in ys; x := {t | t := input.no}]`) handles its own
+        // failed conditions; before, the loop's iteration failed.
+        let comprehension_is_innermost = self
+            .comprehension_stack
+            .last()
+            .is_some_and(|context| context.loop_depth >= self.loop_stack.len());
+        if !self.loop_stack.is_empty() && !comprehension_is_innermost {
             let (loop_mode, loop_next_pc, loop_end, result_reg) = {
                 let loop_ctx = self
                     .loop_stack
