@@ -81,7 +81,8 @@ fn inline_builtins_and_host_calls_answer_like_the_interpreter() {
     ];
     // Known answers, so agreement is not agreement on nothing.
     let known = [
-        ("data.t.n", json!({"x": "héllo wörld 😀"}), json!(14)),
+        // OPA counts code points: the emoji is one.
+        ("data.t.n", json!({"x": "héllo wörld 😀"}), json!(13)),
         (
             "data.t.got_path",
             json!({"x": {"a": {"b": "deep"}}}),

@@ -683,7 +683,17 @@ impl Interpreter {
                             && matches!(index, Value::Number(_))
                             && get_root_var(refr)?.text() == "data"
                         {
-                            let index = index.to_string();
+                            // policy-engine patch: OPA's storage path of a
+                            // number is its text, and a float literal with an
+                            // integral value (`1.0`) does not select key `"1"`.
+                            let index = match &index {
+                                Value::Number(crate::number::Number::Float(f))
+                                    if f.fract() == 0.0 =>
+                                {
+                                    format!("{f:.1}")
+                                }
+                                _ => index.to_string(),
+                            };
                             v = obj[index].clone();
                         }
                         return Ok(Self::get_value_chained(v, &path[..]));
@@ -721,9 +731,25 @@ impl Interpreter {
             return Ok(Value::Undefined);
         }
 
-        match op {
+        let result = match op {
             BinOp::Union => builtins::sets::union(lhs, rhs, lhs_value, rhs_value),
             BinOp::Intersection => builtins::sets::intersection(lhs, rhs, lhs_value, rhs_value),
+        };
+        self.operator_result(result)
+    }
+
+    // policy-engine patch: operators are builtin calls in OPA (`plus`,
+    // `union`, `rem`, …), so a type error or a builtin error in one makes the
+    // expression undefined outside strict mode instead of halting.
+    fn operator_result(&self, result: Result<Value>) -> Result<Value> {
+        match result {
+            Err(e)
+                if !self.compiled_policy.strict_builtin_errors
+                    && e.downcast_ref::<crate::LimitError>().is_none() =>
+            {
+                Ok(Value::Undefined)
+            }
+            r => r,
         }
     }
 
@@ -741,7 +767,7 @@ impl Interpreter {
             return Ok(Value::Undefined);
         }
 
-        match (op, &lhs_value, &rhs_value) {
+        let result = match (op, &lhs_value, &rhs_value) {
             (ArithOp::Sub, Value::Set(_), _) | (ArithOp::Sub, _, Value::Set(_)) => {
                 builtins::sets::difference(lhs, rhs, lhs_value, rhs_value)
             }
@@ -754,7 +780,8 @@ impl Interpreter {
                 rhs_value,
                 self.compiled_policy.strict_builtin_errors,
             ),
-        }
+        };
+        self.operator_result(result)
     }
 
     fn eval_every(
@@ -1155,15 +1182,71 @@ impl Interpreter {
                     }
                 }
             }
-            Value::Undefined => (),
-            v => {
-                bail!(collection.span().error(
-                    format!("`some .. in collection` expects array/set/object. Got `{v}`").as_str()
-                ))
-            }
+            // policy-engine patch: `some x in c` is OPA's `internal.member_2`,
+            // false (no iteration) when `c` is a scalar, not an error.
+            _ => (),
         }
 
         Ok(count > 0)
+    }
+
+    // policy-engine patch: OPA's compiler moves the nested calls of every
+    // expression (`RewriteExprTerms`) and the ref, call and comprehension
+    // arguments of a call (`RewriteDynamicTerms`) into expressions of their
+    // own before it, outside a `not`. An undefined one of them makes
+    // `not f(input.missing)` undefined, while `not input.missing == 3` (an
+    // equality keeps its refs) is true. Checked only when the negated
+    // expression came out false or undefined.
+    fn negation_operands_defined(&mut self, expr: &ExprRef) -> Result<bool> {
+        let mut operands = Vec::new();
+        extracted_terms::collect_operands(expr, &mut operands);
+        for operand in operands {
+            if extracted_terms::has_wildcard(&operand) {
+                continue;
+            }
+            if self.eval_expr(&operand)? == Value::Undefined {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    // policy-engine patch: OPA's rule index only selects a rule whose
+    // indexed refs are defined: the ground `input` refs that its compiler
+    // binds to variables before the expressions using them (arguments of
+    // calls and operators, sides of equalities, head values and keys). A
+    // rule with an undefined one is not evaluated at all, so an error in an
+    // expression before it (a function conflict) is never raised. Checks the
+    // body and the current context's head key and value.
+    fn index_refs_defined(&mut self, query: Option<&Ref<Query>>) -> Result<bool> {
+        let mut refs = Vec::new();
+        if let Some(query) = query {
+            for stmt in query.stmts.iter().filter(|s| s.with_mods.is_empty()) {
+                match &stmt.literal {
+                    Literal::Expr { expr, .. } => {
+                        extracted_terms::collect_index_refs(expr, true, &mut refs)
+                    }
+                    Literal::NotExpr { expr, .. } => {
+                        extracted_terms::collect_index_refs(expr, false, &mut refs)
+                    }
+                    Literal::Every { domain, .. } => {
+                        extracted_terms::collect_index_refs(domain, true, &mut refs)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(ctx) = self.contexts.last() {
+            for head in [&ctx.key_expr, &ctx.output_expr].into_iter().flatten() {
+                extracted_terms::collect_index_refs(head, true, &mut refs);
+            }
+        }
+        for r in refs {
+            if self.eval_expr(&r)? == Value::Undefined {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn make_expression_result(span: &Span, v: &Value) -> Expression {
@@ -1258,6 +1341,7 @@ impl Interpreter {
 
                 // https://github.com/open-policy-agent/opa/issues/1622#issuecomment-520547385
                 matches!(value, Value::Bool(false) | Value::Undefined)
+                    && self.negation_operands_defined(expr)?
             }
             Literal::SomeVars { span, vars, .. } => {
                 for var in vars {
@@ -1483,11 +1567,16 @@ impl Interpreter {
                             _ => {
                                 // Function replaced by another function.
                                 // Lookup by with current module path prefixed.
+                                // policy-engine patch: an undefined value that
+                                // is not a ref (`[1 | true][9]`) names no
+                                // function; the expression is undefined.
                                 let mut function_path =
-                                    get_path_string(&wm.r#as, Some(&self.current_module_path))?;
+                                    get_path_string(&wm.r#as, Some(&self.current_module_path))
+                                        .unwrap_or_default();
                                 if self.lookup_function_by_name(&function_path).is_none() {
                                     // Lookup without current module path prefixed.
-                                    function_path = get_path_string(&wm.r#as, None)?;
+                                    function_path =
+                                        get_path_string(&wm.r#as, None).unwrap_or_default();
                                     if self.lookup_function_by_name(&function_path).is_none() {
                                         // Resolve an aliased replacement before builtins.
                                         let resolved = self
@@ -2021,9 +2110,21 @@ impl Interpreter {
                     ctx_mut.output_constness_determined = true;
                 }
 
+                // policy-engine patch: an iteration with an undefined key or
+                // value adds nothing; the values of the other iterations stay
+                // (before, the next iteration failed with `not an object`).
                 if output == Value::Undefined || !comps_defined {
-                    ctx_mut.rule_value = Value::Undefined;
+                    let produced = ctx_mut
+                        .rule_value
+                        .as_object()
+                        .is_ok_and(|entries| !entries.is_empty());
+                    if !produced {
+                        ctx_mut.rule_value = Value::Undefined;
+                    }
                     return Ok(false);
+                }
+                if ctx_mut.rule_value == Value::Undefined {
+                    ctx_mut.rule_value = Value::new_object();
                 }
 
                 if is_set {
@@ -2469,11 +2570,22 @@ impl Interpreter {
         self.check_execution_time()?;
         let value = self.eval_expr(value)?;
         let collection = self.eval_expr(collection)?;
+        // policy-engine patch: `x in c` is OPA's `internal.member_2` call, so
+        // an undefined operand makes it undefined, not false.
+        let key = match key {
+            Some(key) => Some(self.eval_expr(key)?),
+            None => None,
+        };
+        if value == Value::Undefined
+            || collection == Value::Undefined
+            || key.as_ref() == Some(&Value::Undefined)
+        {
+            return Ok(Value::Undefined);
+        }
 
         let result = match &collection {
             Value::Array(array) => {
                 if let Some(key) = key {
-                    let key = self.eval_expr(key)?;
                     collection[&key] == value
                 } else {
                     array.contains(&value)
@@ -2481,7 +2593,6 @@ impl Interpreter {
             }
             Value::Object(object) => {
                 if let Some(key) = key {
-                    let key = self.eval_expr(key)?;
                     collection[&key] == value
                 } else {
                     object.values().any(|item| *item == value)
@@ -3699,7 +3810,11 @@ impl Interpreter {
         let is_partial = ctx.is_set || ctx.key_expr.is_some();
         let result = if bodies.is_empty() {
             self.contexts.push(ctx.clone());
-            self.eval_output_expr()
+            if self.index_refs_defined(None)? {
+                self.eval_output_expr()
+            } else {
+                Ok(false)
+            }
         } else {
             let mut result = Ok(true);
             let mut any_success = false;
@@ -3738,7 +3853,11 @@ impl Interpreter {
                     }
                     self.contexts.push(next_ctx);
                 }
-                result = self.eval_query(&body.query);
+                result = if self.index_refs_defined(Some(&body.query))? {
+                    self.eval_query(&body.query)
+                } else {
+                    Ok(false)
+                };
                 match &result {
                     Ok(true) => {
                         any_success = true;
@@ -4470,6 +4589,21 @@ impl Interpreter {
         for module in self.compiled_policy.modules.clone().iter() {
             let module_path = Self::get_rule_path_components(&module.package.refr)?;
 
+            // policy-engine patch: a package is an object in `data` even
+            // without rules (`package animals` alone gives `{"animals": {}}`).
+            let package_path: Vec<&str> = module_path.iter().map(|s| s.as_ref()).collect();
+            if !package_path.is_empty()
+                && Self::get_value_chained(self.data.clone(), &package_path) == Value::Undefined
+            {
+                self.update_data(
+                    module.package.refr.span(),
+                    &module.package.refr,
+                    &package_path,
+                    Value::new_object(),
+                    RuleValueMerge::Combine,
+                )?;
+            }
+
             for rule in &module.policy {
                 let rule_refr = Self::get_rule_refr(rule);
                 let mut prefix_path = module_path.clone();
@@ -4948,5 +5082,203 @@ impl Interpreter {
 
         crate::utils::limits::enforce_memory_limit().map_err(|err| anyhow!(err))?;
         Ok(self.compiled_policy.clone())
+    }
+}
+
+// policy-engine patch: the terms that OPA's compiler (`RewriteExprTerms`,
+// `RewriteDynamicTerms`) moves into expressions of their own before the
+// expression using them: outside a `not` (see
+// `Interpreter::negation_operands_defined`) and into its rule index (see
+// `Interpreter::index_refs_defined`).
+pub(crate) mod extracted_terms {
+    use crate::ast::{AssignOp, BoolOp, Expr, ExprRef};
+    use alloc::vec::Vec;
+
+    /// Collects the subexpressions of `expr` that OPA evaluates outside `not`.
+    pub(crate) fn collect_operands(expr: &ExprRef, out: &mut Vec<ExprRef>) {
+        match expr.as_ref() {
+            Expr::BoolExpr {
+                op: BoolOp::Eq,
+                lhs,
+                rhs,
+                ..
+            }
+            | Expr::AssignExpr {
+                op: AssignOp::Eq,
+                lhs,
+                rhs,
+                ..
+            } => {
+                equality_term(lhs, out);
+                equality_term(rhs, out);
+            }
+            Expr::Call { params, .. } => params.iter().for_each(|p| call_argument(p, out)),
+            Expr::BoolExpr { lhs, rhs, .. }
+            | Expr::ArithExpr { lhs, rhs, .. }
+            | Expr::BinExpr { lhs, rhs, .. } => {
+                call_argument(lhs, out);
+                call_argument(rhs, out);
+            }
+            Expr::Membership {
+                key,
+                value,
+                collection,
+                ..
+            } => {
+                if let Some(key) = key {
+                    call_argument(key, out);
+                }
+                call_argument(value, out);
+                call_argument(collection, out);
+            }
+            _ => equality_term(expr, out),
+        }
+    }
+
+    fn is_call(expr: &ExprRef) -> bool {
+        matches!(
+            expr.as_ref(),
+            Expr::Call { .. }
+                | Expr::ArithExpr { .. }
+                | Expr::BinExpr { .. }
+                | Expr::BoolExpr { .. }
+                | Expr::Membership { .. }
+                | Expr::UnaryExpr { .. }
+        )
+    }
+
+    fn is_ref(expr: &ExprRef) -> bool {
+        matches!(expr.as_ref(), Expr::RefDot { .. } | Expr::RefBrack { .. })
+    }
+
+    /// An operand of an equality or a term on its own: nested calls and the
+    /// dynamic parts of refs are evaluated first, a ref itself is not.
+    fn equality_term(expr: &ExprRef, out: &mut Vec<ExprRef>) {
+        match expr.as_ref() {
+            _ if is_call(expr) => out.push(expr.clone()),
+            Expr::RefDot { refr, .. } => equality_term(refr, out),
+            Expr::RefBrack { refr, index, .. } => {
+                equality_term(refr, out);
+                call_argument(index, out);
+            }
+            _ => composite_items(expr, out),
+        }
+    }
+
+    /// An argument of a call: refs, calls and comprehensions are evaluated
+    /// first, composites item by item.
+    fn call_argument(expr: &ExprRef, out: &mut Vec<ExprRef>) {
+        if is_call(expr) || is_ref(expr) {
+            out.push(expr.clone());
+        } else {
+            composite_items(expr, out);
+        }
+    }
+
+    fn composite_items(expr: &ExprRef, out: &mut Vec<ExprRef>) {
+        match expr.as_ref() {
+            Expr::Array { items, .. } | Expr::Set { items, .. } => {
+                items.iter().for_each(|i| call_argument(i, out))
+            }
+            Expr::Object { fields, .. } => fields.iter().for_each(|(_, k, v)| {
+                call_argument(k, out);
+                call_argument(v, out);
+            }),
+            _ => {}
+        }
+    }
+
+    /// Collects the ground `input` refs of `expr` that OPA's compiler binds
+    /// to variables of their own, which its rule index requires defined:
+    /// call and operator arguments (also of nested calls), and with
+    /// `whole_refs`, the expression itself or an equality side when a ref.
+    pub(crate) fn collect_index_refs(expr: &ExprRef, whole_refs: bool, out: &mut Vec<ExprRef>) {
+        if is_print(expr) {
+            return;
+        }
+        let mut operands = Vec::new();
+        match expr.as_ref() {
+            Expr::BoolExpr {
+                op: BoolOp::Eq,
+                lhs,
+                rhs,
+                ..
+            }
+            | Expr::AssignExpr { lhs, rhs, .. } => {
+                for side in [lhs, rhs] {
+                    if whole_refs && is_ground_input_ref(side) {
+                        out.push(side.clone());
+                    }
+                    equality_term(side, &mut operands);
+                }
+            }
+            _ => {
+                if whole_refs && is_ground_input_ref(expr) {
+                    out.push(expr.clone());
+                }
+                collect_operands(expr, &mut operands);
+            }
+        }
+        for operand in operands {
+            if is_ground_input_ref(&operand) {
+                out.push(operand);
+            } else if is_call(&operand) {
+                collect_index_refs(&operand, false, out);
+            }
+        }
+    }
+
+    fn is_print(expr: &ExprRef) -> bool {
+        matches!(expr.as_ref(), Expr::Call { fcn, .. }
+            if matches!(fcn.as_ref(), Expr::Var { span, .. } if span.text() == "print"))
+    }
+
+    /// `input.a.b`, `input["a"][0]`: a ref into `input` without variables.
+    fn is_ground_input_ref(expr: &ExprRef) -> bool {
+        fn ground(expr: &ExprRef) -> bool {
+            match expr.as_ref() {
+                Expr::Var { span, .. } => span.text() == "input",
+                Expr::RefDot { refr, .. } => ground(refr),
+                Expr::RefBrack { refr, index, .. } => {
+                    matches!(
+                        index.as_ref(),
+                        Expr::String { .. } | Expr::RawString { .. } | Expr::Number { .. }
+                    ) && ground(refr)
+                }
+                _ => false,
+            }
+        }
+        is_ref(expr) && ground(expr)
+    }
+
+    /// Whether `expr` iterates (`_`), which OPA would hoist out of the
+    /// negation; such operands are left to the negated expression.
+    pub(crate) fn has_wildcard(expr: &ExprRef) -> bool {
+        match expr.as_ref() {
+            Expr::Var { span, .. } => span.text() == "_",
+            Expr::RefDot { refr, .. } => has_wildcard(refr),
+            Expr::RefBrack { refr, index, .. } => has_wildcard(refr) || has_wildcard(index),
+            Expr::Call { params, .. } => params.iter().any(has_wildcard),
+            Expr::ArithExpr { lhs, rhs, .. }
+            | Expr::BinExpr { lhs, rhs, .. }
+            | Expr::BoolExpr { lhs, rhs, .. }
+            | Expr::AssignExpr { lhs, rhs, .. } => has_wildcard(lhs) || has_wildcard(rhs),
+            Expr::Membership {
+                key,
+                value,
+                collection,
+                ..
+            } => {
+                key.as_ref().is_some_and(has_wildcard)
+                    || has_wildcard(value)
+                    || has_wildcard(collection)
+            }
+            Expr::UnaryExpr { expr, .. } => has_wildcard(expr),
+            Expr::Array { items, .. } | Expr::Set { items, .. } => items.iter().any(has_wildcard),
+            Expr::Object { fields, .. } => fields
+                .iter()
+                .any(|(_, k, v)| has_wildcard(k) || has_wildcard(v)),
+            _ => false,
+        }
     }
 }

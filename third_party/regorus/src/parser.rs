@@ -1073,6 +1073,9 @@ impl<'source> Parser<'source> {
                         eidx: self.next_eidx(),
                     };
                 }
+                // policy-engine patch: as in OPA, a `(` at the start of a new
+                // line begins the next expression, not a call.
+                "(" if possible_fcn && self.line != self.tok.1.line => break,
                 "(" if possible_fcn => {
                     self.next_token()?;
                     let mut args = vec![];
@@ -2020,6 +2023,24 @@ impl<'source> Parser<'source> {
         let mut span = self.tok.1.clone();
 
         if self.token_text() == "{" {
+            // policy-engine patch: as OPA does, a literal is tried first and
+            // kept unless it is a set literal, so `if { a | b }` is a set
+            // comprehension, while `if { a }` is a body.
+            if let Ok(stmt) = self.parse_literal_stmt() {
+                let is_set = matches!(
+                    &stmt.literal,
+                    Literal::Expr { expr, .. } if matches!(expr.as_ref(), Expr::Set { .. })
+                );
+                if !is_set {
+                    span.end = self.end;
+                    return Ok(Query {
+                        span,
+                        stmts: vec![stmt],
+                        qidx: self.next_qidx(),
+                    });
+                }
+            }
+            *self = state.clone();
             self.next_token()?;
             let pos = self.end;
             match self.parse_query(span.clone(), "}") {

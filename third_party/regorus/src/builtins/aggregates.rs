@@ -29,15 +29,10 @@ fn count(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Res
         Value::Array(a) => a.len(),
         Value::Set(a) => a.len(),
         Value::Object(a) => a.len(),
-        // policy-engine patch: same UTF-16 length as `a.encode_utf16().count()`
-        // without encoding: one unit per character plus one more for each
-        // character outside the BMP (the ones encoded in 4 UTF-8 bytes, whose
-        // first byte is 0xF0 or above).
+        // policy-engine patch: the number of code points, as OPA counts
+        // (`len([]rune(s))`); an ASCII string is its byte length.
         Value::String(a) if a.is_ascii() => a.len(),
-        Value::String(a) => a
-            .chars()
-            .count()
-            .saturating_add(a.bytes().filter(|&b| b >= 0xF0).count()),
+        Value::String(a) => a.chars().count(),
         a if strict => {
             let span = params[0].span();
             bail!(span.error(

@@ -4,8 +4,8 @@
 
 use crate::ast::{Expr, Ref};
 use crate::builtins;
-use crate::builtins::utils::operand;
-use crate::builtins::utils::{ensure_args_count, ensure_array, ensure_numeric};
+use crate::builtins::utils::{ensure_args_count, ensure_array};
+use crate::builtins::utils::{int_operand, operand};
 use crate::lexer::Span;
 use crate::Rc;
 use crate::Value;
@@ -42,25 +42,12 @@ fn slice(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Re
     ensure_args_count(span, name, params, args, 3)?;
 
     let array = ensure_array(name, operand(params, 0), args[0].clone())?;
-    let start = ensure_numeric(name, operand(params, 1), &args[1].clone())?;
-    let stop = ensure_numeric(name, operand(params, 2), &args[2].clone())?;
-
-    if !start.is_integer() || !stop.is_integer() {
-        return Ok(Value::Undefined);
-    }
-
-    let start = match start.as_i64() {
-        Some(n) if n < 0 => 0,
-        Some(n) => n as usize,
-        _ => return Ok(Value::Undefined),
-    };
-
-    let stop = match stop.as_i64() {
-        Some(n) if n < 0 => 0,
-        Some(n) if n as usize > array.len() => array.len(),
-        Some(n) => n as usize,
-        _ => return Ok(Value::Undefined),
-    };
+    // policy-engine patch: start and stop are OPA's integer operands (a
+    // non-integer is a type error, no longer undefined in strict mode).
+    let start = int_operand(name, params, args, 1)?;
+    let stop = int_operand(name, params, args, 2)?;
+    let start = usize::try_from(start).unwrap_or(0);
+    let stop = usize::try_from(stop).unwrap_or(0).min(array.len());
 
     if start >= stop {
         return Ok(Value::new_array());

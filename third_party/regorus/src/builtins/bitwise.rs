@@ -7,6 +7,7 @@ use crate::builtins::utils::operand;
 use crate::builtins::utils::{ensure_args_count, ensure_numeric, validate_integer_arg};
 
 use crate::lexer::Span;
+use crate::number::Number;
 use crate::value::Value;
 
 use anyhow::Result;
@@ -52,6 +53,9 @@ fn lsh(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Resul
         return Ok(Value::Undefined);
     }
 
+    // policy-engine patch: an integral float shift (`6.0`) counts as its
+    // integer, as OPA's `IntOperand` reads it.
+    let v2 = v2.as_i64().map_or(v2, Number::from);
     Ok(match v1.lsh(&v2) {
         Some(v) => Value::from(v),
         _ => Value::Undefined,
@@ -106,6 +110,9 @@ fn rsh(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Resul
         return Ok(Value::Undefined);
     }
 
+    // policy-engine patch: an integral float shift (`6.0`) counts as its
+    // integer, as OPA's `IntOperand` reads it.
+    let v2 = v2.as_i64().map_or(v2, Number::from);
     Ok(match v1.rsh(&v2) {
         Some(v) => Value::from(v),
         _ => Value::Undefined,

@@ -4,6 +4,7 @@
 
 use crate::ast::{Expr, Ref};
 use crate::builtins;
+use crate::builtins::go_decoding;
 use crate::builtins::utils::enforce_limit;
 #[cfg(feature = "urlquery")]
 use crate::builtins::utils::operand;
@@ -67,15 +68,16 @@ fn base64_decode(
     ensure_args_count(span, name, params, args, 1)?;
 
     let encoded_str = ensure_string(name, operand(params, 0), &args[0])?;
-    let decoded_bytes = data_encoding::BASE64
-        .decode(encoded_str.as_bytes())
-        .map_err(|e| {
+    // policy-engine patch: Go's `base64.StdEncoding` (padding required and
+    // final, unused bits unchecked, newlines ignored).
+    let decoded_bytes =
+        go_decoding::base64_decode(encoded_str.as_bytes(), false).ok_or_else(|| {
             params[0]
                 .span()
-                .error(&format!("decode failed\nCaused by\n{e}"))
+                .error("eval_builtin_error: base64.decode: illegal base64 data")
         })?;
     Ok(Value::String(
-        String::from_utf8_lossy(&decoded_bytes).into(),
+        go_decoding::lossy_string(decoded_bytes).into(),
     ))
 }
 
@@ -106,8 +108,9 @@ fn base64_is_valid(
     ensure_args_count(span, name, params, args, 1)?;
 
     let encoded_str = ensure_string(name, operand(params, 0), &args[0])?;
+    // policy-engine patch: valid as Go's `base64.StdEncoding` decodes it.
     Ok(Value::Bool(
-        data_encoding::BASE64.decode(encoded_str.as_bytes()).is_ok(),
+        go_decoding::base64_decode(encoded_str.as_bytes(), false).is_some(),
     ))
 }
 
@@ -122,24 +125,26 @@ fn base64url_decode(
     ensure_args_count(span, name, params, args, 1)?;
 
     let encoded_str = ensure_string(name, operand(params, 0), &args[0])?;
-    let decoded_bytes = match data_encoding::BASE64URL.decode(encoded_str.as_bytes()) {
-        Ok(b) => b,
-        Err(_) => {
-            #[cfg(feature = "base64url")]
-            {
-                data_encoding::BASE64URL_NOPAD
-                    .decode(encoded_str.as_bytes())
-                    .map_err(|_| anyhow!(params[0].span().error("not a valid url")))?
-            }
-            #[cfg(not(feature = "base64url"))]
-            {
-                bail!(params[0].span().error("not a valid url"));
-            }
+    // policy-engine patch: OPA completes a missing padding (RFC 7515
+    // appendix C) and decodes with Go's `base64.URLEncoding`.
+    let mut padded = encoded_str.to_string();
+    if !padded.ends_with('=') {
+        match padded.len() % 4 {
+            2 => padded.push_str("=="),
+            3 => padded.push('='),
+            0 => {}
+            _ => bail!(params[0]
+                .span()
+                .error("eval_builtin_error: base64url.decode: illegal base64url string")),
         }
-    };
-
+    }
+    let decoded_bytes = go_decoding::base64_decode(padded.as_bytes(), true).ok_or_else(|| {
+        params[0]
+            .span()
+            .error("eval_builtin_error: base64url.decode: illegal base64 data")
+    })?;
     Ok(Value::String(
-        String::from_utf8_lossy(&decoded_bytes).into(),
+        go_decoding::lossy_string(decoded_bytes).into(),
     ))
 }
 
@@ -190,8 +195,9 @@ fn hex_decode(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) 
                 .span()
                 .error(&format!("decode failure\nCaused by\n{e}"))
         })?;
+    // policy-engine patch: bytes that are not UTF-8 as Go writes them.
     Ok(Value::String(
-        String::from_utf8_lossy(&decoded_bytes).into(),
+        go_decoding::lossy_string(decoded_bytes).into(),
     ))
 }
 
@@ -219,21 +225,14 @@ fn urlquery_decode(
     ensure_args_count(span, name, params, args, 1)?;
 
     let string = ensure_string(name, operand(params, 0), &args[0])?;
-    let url_string = "https://non-existent?".to_owned() + string.as_ref();
-    let url = match url::Url::parse(&url_string) {
-        Ok(v) => v,
-        Err(_) => bail!(params[0].span().error("not a valid url query")),
-    };
-
-    let mut query_str = "".to_owned();
-    for (k, v) in url.query_pairs() {
-        query_str += &k;
-        if !v.is_empty() {
-            query_str += "=";
-            query_str += &v;
-        }
-    }
-    Ok(Value::String(query_str.into()))
+    // policy-engine patch: Go's `url.QueryUnescape` of the whole string, as
+    // OPA does (`+` is a space; a bad escape is an error).
+    let decoded = go_decoding::query_unescape(&string).ok_or_else(|| {
+        params[0]
+            .span()
+            .error("eval_builtin_error: urlquery.decode: invalid URL escape")
+    })?;
+    Ok(Value::String(go_decoding::lossy_string(decoded).into()))
 }
 
 #[cfg(feature = "urlquery")]
@@ -247,21 +246,39 @@ fn urlquery_decode_object(
     ensure_args_count(span, name, params, args, 1)?;
 
     let string = ensure_string(name, operand(params, 0), &args[0])?;
-    let url_string = "https://non-existent?".to_owned() + string.as_ref();
-    let url = match url::Url::parse(&url_string) {
-        Ok(v) => v,
-        Err(_) => bail!(params[0].span().error("not a valid url query")),
-    };
-
+    // policy-engine patch: Go's `url.ParseQuery`: pairs split on `&`, a key
+    // without `=` has the value `""`, nothing is trimmed, and a `;` or a
+    // bad escape is an error.
     let mut map = alloc::collections::BTreeMap::new();
-    for (k, v) in url.query_pairs() {
-        let key = Value::String(k.clone().into());
-        let value = Value::String(v.clone().into());
+    let mut error = None;
+    for pair in string.split('&') {
+        if pair.contains(';') {
+            error = Some("invalid semicolon separator in query");
+            continue;
+        }
+        if pair.is_empty() {
+            continue;
+        }
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (Some(key), Some(value)) = (
+            go_decoding::query_unescape(key),
+            go_decoding::query_unescape(value),
+        ) else {
+            error = error.or(Some("invalid URL escape"));
+            continue;
+        };
+        let key = Value::String(go_decoding::lossy_string(key).into());
+        let value = Value::String(go_decoding::lossy_string(value).into());
         if let Ok(a) = map.entry(key).or_insert(Value::new_array()).as_array_mut() {
             a.push(value);
             // Guard decoded parameter accumulation while grouping duplicate keys.
             enforce_limit()?;
         }
+    }
+    if let Some(error) = error {
+        bail!(params[0]
+            .span()
+            .error(&format!("eval_builtin_error: {name}: {error}")));
     }
     Ok(Value::from_map(map))
 }

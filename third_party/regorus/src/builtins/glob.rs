@@ -5,8 +5,8 @@
 
 use crate::ast::{Expr, Ref};
 use crate::builtins;
-use crate::builtins::utils::operand;
 use crate::builtins::utils::{ensure_args_count, ensure_string, ensure_string_collection};
+use crate::builtins::utils::{operand, operand_error};
 use crate::lexer::Span;
 use crate::value::Value;
 use crate::*;
@@ -82,6 +82,91 @@ fn make_glob(pattern: &str, span: &Span) -> Result<GlobMatcher> {
     }
 }
 
+/// policy-engine patch: the syntax errors of the `gobwas/glob` compiler OPA
+/// uses, which the glob translation below accepts: a character class holds
+/// either characters or one `lo-hi` range (`[a-]x`, `[a-z0-9]`, `[]` and
+/// `[z-a]` are errors), and must be closed.
+fn gobwas_syntax_error(pattern: &str) -> Option<&'static str> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    let mut terms = 0usize;
+    while let Some(&c) = chars.get(i) {
+        i += 1;
+        match c {
+            '{' => terms += 1,
+            '}' if terms > 0 => terms -= 1,
+            '[' => {
+                if let Err(e) = gobwas_class(&chars, &mut i) {
+                    return Some(e);
+                }
+            }
+            '\\' => i += 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// One character class after its `[` (gobwas `fetchRange` and `parserRange`).
+fn gobwas_class(chars: &[char], i: &mut usize) -> core::result::Result<(), &'static str> {
+    let (mut want_hi, mut want_close, mut seen_not) = (false, false, false);
+    let (mut lo, mut hi, mut has_chars) = ('\0', '\0', false);
+    loop {
+        let Some(&r) = chars.get(*i) else {
+            return Err("unexpected end of input");
+        };
+        *i += 1;
+        if want_close {
+            if r != ']' {
+                return Err("expected close range character");
+            }
+            break;
+        }
+        if want_hi {
+            hi = r;
+            if hi < lo {
+                return Err("hi character should be greater than lo");
+            }
+            want_close = true;
+            continue;
+        }
+        if !seen_not && r == '!' {
+            seen_not = true;
+            continue;
+        }
+        if chars.get(*i) == Some(&'-') {
+            lo = r;
+            *i += 1;
+            want_hi = true;
+            continue;
+        }
+        // Text up to the closing `]`, `\` escaping the next character.
+        *i -= 1;
+        let mut escaped = false;
+        while let Some(&t) = chars.get(*i) {
+            if !escaped {
+                if t == '\\' {
+                    escaped = true;
+                    *i += 1;
+                    continue;
+                }
+                if t == ']' {
+                    break;
+                }
+            }
+            escaped = false;
+            has_chars = true;
+            *i += 1;
+        }
+        want_close = true;
+    }
+    let is_range = lo != '\0' && hi != '\0';
+    if has_chars == is_range {
+        return Err("could not parse range");
+    }
+    Ok(())
+}
+
 fn glob_match(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "glob.match";
     ensure_args_count(span, name, params, args, 3)?;
@@ -91,6 +176,12 @@ fn glob_match(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) 
 
     let pattern = pattern.as_ref();
     let value = value.as_ref();
+
+    if let Some(reason) = gobwas_syntax_error(pattern) {
+        bail!(params[0]
+            .span()
+            .error(&format!("eval_builtin_error: {name}: {reason}")));
+    }
 
     if let Value::Null = &args[1] {
         // Ensure that / is not treated as a delimiter.
@@ -109,10 +200,15 @@ fn glob_match(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) 
             .error(format!("{name} requires string array").as_str()));
     };
 
-    if delimiters.iter().any(|d| d.len() > 1) {
-        bail!(params[1]
-            .span()
-            .error("delimiters must be single character"));
+    // policy-engine patch: each delimiter is one character (`RuneSliceOperand`
+    // in OPA); an empty or longer string is OPA's operand type error.
+    if delimiters.iter().any(|d| d.chars().count() != 1) {
+        return Err(operand_error(
+            params[1].span(),
+            name,
+            2,
+            "must be array of runes but got array containing string",
+        ));
     }
 
     let mut delimiters: Vec<char> = delimiters.iter().filter_map(|d| d.chars().next()).collect();

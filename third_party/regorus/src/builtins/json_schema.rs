@@ -111,6 +111,13 @@ fn check_types(schema: &serde_json::Value) -> core::result::Result<(), String> {
 /// this engine knows it.
 fn compile(schema: &Value) -> core::result::Result<jsonschema::Validator, String> {
     let schema = to_json(schema)?;
+    // gojsonschema's `parseSchemaURL`: a schema is an object or a boolean.
+    if !matches!(
+        schema,
+        serde_json::Value::Object(_) | serde_json::Value::Bool(_)
+    ) {
+        return Err("schema is invalid".to_string());
+    }
     check_types(&schema)?;
     jsonschema::validator_for(&schema).map_err(|e| e.to_string())
 }
@@ -266,12 +273,13 @@ fn describe(
     (t.to_string(), d)
 }
 
-/// gojsonschema's field name for a location: `(root)` at the root, else the
-/// path joined with dots (`a.0.b`).
+/// gojsonschema's field name for a location: `(Root)` at the root (the
+/// name OPA's copy gives the root context), else the path joined with dots
+/// (`a.0.b`).
 fn field_name<'a>(segments: impl Iterator<Item = LocationSegment<'a>>) -> String {
     let parts: Vec<String> = segments.map(|s| s.to_string()).collect();
     if parts.is_empty() {
-        "(root)".to_string()
+        "(Root)".to_string()
     } else {
         parts.join(".")
     }
@@ -376,7 +384,7 @@ mod tests {
             .iter_errors(&document)
             .flat_map(|e| result_errors(&e))
             .collect();
-        assert_eq!(errors[0]["error"], Value::from("(root): id is required"));
+        assert_eq!(errors[0]["error"], Value::from("(Root): id is required"));
     }
 
     #[test]
@@ -384,6 +392,19 @@ mod tests {
         let err = compile(&schema(r#"{"properties": {"a": {"type": "unknown"}}}"#))
             .expect_err("invalid schema");
         assert!(err.starts_with("has a primitive type that is NOT VALID -- given: /unknown/"));
+    }
+
+    #[test]
+    fn a_schema_that_is_not_an_object_or_boolean_is_invalid() {
+        assert_eq!(
+            compile(&schema("-3")).err().as_deref(),
+            Some("schema is invalid")
+        );
+        assert_eq!(
+            compile(&schema("[]")).err().as_deref(),
+            Some("schema is invalid")
+        );
+        assert!(compile(&schema("true")).is_ok());
     }
 
     #[test]

@@ -25,6 +25,9 @@ mod conversions;
 mod encoding;
 #[cfg(feature = "glob")]
 mod glob;
+// policy-engine patch: Go's base64 and query decoders, as OPA calls them.
+#[allow(dead_code)]
+mod go_decoding;
 #[cfg(feature = "graph")]
 mod graph;
 #[cfg(feature = "http")]
@@ -49,6 +52,8 @@ mod regex;
 #[cfg(feature = "semver")]
 mod semver;
 pub mod sets;
+// policy-engine patch: `sprintf` as OPA's (Go's `fmt.Sprintf`).
+mod sprintf;
 mod strings;
 // policy-engine patch: template strings.
 mod template;
@@ -87,6 +92,8 @@ lazy_static! {
 	sets::register(&mut m);
 	objects::register(&mut m);
 	strings::register(&mut m);
+	// policy-engine patch: `sprintf` as OPA's (Go's `fmt.Sprintf`).
+	sprintf::register(&mut m);
 
 	#[cfg(feature = "regex")]
 	regex::register(&mut m);

@@ -135,6 +135,15 @@ fn _cidr_expand(cidr: Arc<str>) -> Result<Value> {
         .parse::<IpNet>()
         .map_err(|e| anyhow!("Error parsing {cidr}: {e}"))?;
 
+    // policy-engine patch: a network of more addresses than a range may hold
+    // is a builtin error (OPA stops only when the query is cancelled; an
+    // IPv6 `/64` ran the worker out of memory here).
+    let host_bits = u32::from(net.max_prefix_len() - net.prefix_len());
+    let max = super::numbers::MAX_GENERATED_ELEMENTS;
+    if 1u128.checked_shl(host_bits).is_none_or(|count| count > max) {
+        bail!("eval_builtin_error: net.cidr_expand: {cidr} has more than {max} addresses");
+    }
+
     let mut hosts: Vec<Value> = Vec::new();
     for host in net.hosts() {
         hosts.push(Value::String(host.to_string().into()));

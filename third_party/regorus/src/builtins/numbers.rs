@@ -10,8 +10,8 @@
 
 use crate::ast::{ArithOp, Expr, Ref};
 use crate::builtins;
-use crate::builtins::utils::operand;
 use crate::builtins::utils::{enforce_limit, ensure_args_count, ensure_numeric};
+use crate::builtins::utils::{operand, operand_error, operand_type_error};
 use crate::lexer::Span;
 use crate::number::Number;
 use crate::value::Value;
@@ -83,85 +83,108 @@ fn floor(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Re
     ))
 }
 
-fn range(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Result<Value> {
-    let name = "numbers.range";
-    ensure_args_count(span, name, params, args, 2)?;
-    let v1 = ensure_numeric(name, operand(params, 0), &args[0].clone())?;
-    let v2 = ensure_numeric(name, operand(params, 1), &args[1].clone())?;
+/// policy-engine patch: OPA's `builtins.BigIntOperand`: a number that is an
+/// integer, else OPA's operand type error.
+fn integer_operand(name: &str, params: &[Ref<Expr>], args: &[Value], idx: usize) -> Result<Number> {
+    match &args[idx] {
+        Value::Number(n) if n.is_integer() => Ok(n.clone()),
+        Value::Number(_) => Err(operand_error(
+            params[idx].span(),
+            name,
+            idx + 1,
+            "must be integer number but got floating-point number",
+        )),
+        v => Err(operand_type_error(
+            params[idx].span(),
+            name,
+            idx + 1,
+            &["integer"],
+            v,
+        )),
+    }
+}
 
-    match v1.is_integer() {
-        false if strict => bail!(params[0].span().error("operand must be integer")),
-        false => return Ok(Value::Undefined),
-        _ => (),
+/// Elements preallocated for a range; a longer one grows as it is filled
+/// (under the memory limit), so a huge range cannot abort on allocation.
+const RANGE_PREALLOCATION: u128 = 1 << 16;
+
+/// The most numbers a range may hold. OPA has no limit but stops a range
+/// when the query is cancelled; a builtin here cannot see the evaluation's
+/// deadline, so a range beyond this is a builtin error instead of a worker
+/// that runs out of memory.
+pub(crate) const MAX_GENERATED_ELEMENTS: u128 = 1 << 20;
+
+fn too_many(name: &str, count: u128) -> anyhow::Error {
+    anyhow::anyhow!(
+        "eval_builtin_error: {name}: a range of {count} numbers is more than {MAX_GENERATED_ELEMENTS}"
+    )
+}
+
+/// policy-engine patch: OPA's `generateRange`: from `x` up to `y` by `step`
+/// when `x <= y`, else down to `y` by `step` (`step` is positive).
+fn generate_range(name: &str, x: &Number, y: &Number, step: &Number) -> Result<Value> {
+    if let (Some(x), Some(y), Some(step)) = (x.as_i64(), y.as_i64(), step.as_i64()) {
+        let (x, y, step) = (i128::from(x), i128::from(y), i128::from(step));
+        let count = (x - y).unsigned_abs() / step.unsigned_abs() + 1;
+        if count > MAX_GENERATED_ELEMENTS {
+            return Err(too_many(name, count));
+        }
+        let mut values = Vec::with_capacity(count.min(RANGE_PREALLOCATION) as usize);
+        let mut i = x;
+        if x <= y {
+            while i <= y {
+                values.push(Value::from(i));
+                i += step;
+                enforce_limit()?;
+            }
+        } else {
+            while i >= y {
+                values.push(Value::from(i));
+                i -= step;
+                enforce_limit()?;
+            }
+        }
+        return Ok(Value::from_array(values));
     }
 
-    match v2.is_integer() {
-        false if strict => bail!(params[1].span().error("operand must be integer")),
-        false => return Ok(Value::Undefined),
-        _ => (),
-    }
-
-    let (incr, num_elements) = match v2.sub(&v1)?.as_i64() {
-        Some(v) if v >= 0 => (1i64, v as usize + 1),
-        Some(v) => (-1i64, (-v + 1) as usize),
-        _ => bail!(span.error("could not determine number of elements")),
-    };
-
-    let mut values = Vec::with_capacity(num_elements);
-    let mut v = v1;
-    let incr = Number::from(incr);
-    while v != v2 {
-        values.push(Value::from(v.clone()));
-        v.add_assign(&incr)?;
-        // Guard vector growth while we enumerate the range.
+    let ascending = x <= y;
+    let mut values = Vec::new();
+    let mut i = x.clone();
+    while (ascending && &i <= y) || (!ascending && &i >= y) {
+        if values.len() as u128 >= MAX_GENERATED_ELEMENTS {
+            return Err(too_many(name, values.len() as u128 + 1));
+        }
+        values.push(Value::from(i.clone()));
+        if ascending {
+            i.add_assign(step)?;
+        } else {
+            i.sub_assign(step)?;
+        }
         enforce_limit()?;
     }
-    values.push(Value::from(v));
-    // Guard the last push before materializing the array.
-    enforce_limit()?;
     Ok(Value::from_array(values))
 }
 
-fn range_step(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> Result<Value> {
+fn range(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
+    let name = "numbers.range";
+    ensure_args_count(span, name, params, args, 2)?;
+    let x = integer_operand(name, params, args, 0)?;
+    let y = integer_operand(name, params, args, 1)?;
+    generate_range(name, &x, &y, &Number::from(1u64))
+}
+
+fn range_step(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "numbers.range_step";
     ensure_args_count(span, name, params, args, 3)?;
-    let v1 = ensure_numeric(name, operand(params, 0), &args[0].clone())?;
-    let v2 = ensure_numeric(name, operand(params, 1), &args[1].clone())?;
-    let incr = ensure_numeric(name, operand(params, 2), &args[2].clone())?;
-
-    match v1.is_integer() {
-        false if strict => bail!(params[0].span().error("operand must be integer")),
-        false => return Ok(Value::Undefined),
-        _ => (),
+    let x = integer_operand(name, params, args, 0)?;
+    let y = integer_operand(name, params, args, 1)?;
+    let step = integer_operand(name, params, args, 2)?;
+    // policy-engine patch: a step of zero or less is OPA's builtin error
+    // (it divided by zero or overflowed the capacity here).
+    if !step.is_positive() || step == Number::from(0u64) {
+        bail!(span.error("eval_builtin_error: numbers.range_step: step must be a positive integer"));
     }
-
-    match v2.is_integer() {
-        false if strict => bail!(params[1].span().error("operand must be integer")),
-        false => return Ok(Value::Undefined),
-        _ => (),
-    }
-
-    if strict && (!incr.is_integer() || incr <= Number::from(0u64)) {
-        bail!(params[2].span().error("step must be a positive integer"))
-    }
-
-    let (incr, num_elements) = match (v2.sub(&v1)?.as_i64(), incr.as_i64()) {
-        (Some(v), Some(incr)) if v >= 0 => (incr, v / incr + 1),
-        (Some(v), Some(incr)) => (-incr, -v / incr + 1),
-        _ => bail!(span.error("could not determine number of elements")),
-    };
-
-    let mut values = Vec::with_capacity(num_elements as usize);
-    let incr = Number::from(incr);
-    let mut v = v1;
-    while (v <= v2 && incr.is_positive()) || (v >= v2 && !incr.is_positive()) {
-        values.push(Value::from(v.clone()));
-        v.add_assign(&incr)?;
-        // Guard vector growth as the stepped range accumulates.
-        enforce_limit()?;
-    }
-
-    Ok(Value::from_array(values))
+    generate_range(name, &x, &y, &step)
 }
 
 fn round(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
@@ -177,15 +200,11 @@ fn intn(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Res
     let fcn = "rand.intn";
     ensure_args_count(span, fcn, params, args, 2)?;
     let _ = crate::builtins::utils::ensure_string(fcn, operand(params, 0), &args[0])?;
-    let n = ensure_numeric(fcn, operand(params, 1), &args[1])?;
-
-    Ok(match n.as_u64() {
-        Some(0) => Value::from(0u64),
-        Some(n) => {
-            // TODO: bounds checking; arbitrary precision
-            let v = rand::rng().random_range(0..n);
-            Value::from(v)
-        }
-        _ => Value::Undefined,
-    })
+    // policy-engine patch: `n` is OPA's integer operand (a type error
+    // otherwise) and a negative `n` counts as its absolute value.
+    let n = crate::builtins::utils::int_operand(fcn, params, args, 1)?.unsigned_abs();
+    if n == 0 {
+        return Ok(Value::from(0u64));
+    }
+    Ok(Value::from(rand::rng().random_range(0..n)))
 }

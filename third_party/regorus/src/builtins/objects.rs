@@ -8,6 +8,7 @@ use crate::builtins;
 use crate::builtins::utils::operand;
 use crate::builtins::utils::{enforce_limit, ensure_args_count, ensure_array, ensure_object};
 use crate::lexer::Span;
+use crate::value::{Object, Set};
 use crate::Rc;
 use crate::Value;
 use crate::*;
@@ -350,35 +351,56 @@ fn remove(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> R
     Ok(Value::Object(obj))
 }
 
-fn is_subset(sup: &Value, sub: &Value) -> bool {
-    match (sup, sub) {
-        (Value::Object(sup), Value::Object(sub)) => {
-            sub.iter().all(|(k, vsub)| {
-                match sup.get(k) {
-                    //		    Some(vsup @ Value::Object(_)) => is_subset(vsup, vsub),
-                    Some(vsup) => is_subset(vsup, vsub),
-                    _ => false,
-                }
-            })
+// policy-engine patch: `object.subset` as OPA's `builtinObjectSubset`:
+// objects recurse into object, set and array values; arrays match as a
+// contiguous run (an empty one always, where `windows(0)` panicked); an array
+// super and a set sub count matching array elements, duplicates included,
+// until every member is accounted for (OPA's `arraySetSubset`); any other
+// pair of operand types is OPA's operand type error.
+
+/// `sub`'s entries found in `sup` (OPA's `objectSubset`).
+fn object_subset(sup: &Object, sub: &Object) -> bool {
+    sub.iter().all(|(k, vsub)| match sup.get(k) {
+        None => false,
+        Some(vsup) if vsup == vsub => true,
+        Some(Value::Object(o1)) => matches!(vsub, Value::Object(o2) if object_subset(o1, o2)),
+        Some(Value::Set(s1)) => matches!(vsub, Value::Set(s2) if s2.is_subset(s1)),
+        Some(Value::Array(a1)) => {
+            matches!(vsub, Value::Array(a2) if array_subset(a1.as_slice(), a2.as_slice()))
         }
-        (Value::Set(sup), Value::Set(sub)) => sub.is_subset(sup),
-        (Value::Array(sup), Value::Array(sub)) => sup
-            .as_slice()
-            .windows(sub.len())
-            .any(|w| w == sub.as_slice()),
-        (Value::Array(sup), Value::Set(_)) => {
-            let sup = Value::from_set(sup.iter().cloned().collect());
-            is_subset(&sup, sub)
+        Some(_) => false,
+    })
+}
+
+/// `sub` as a contiguous run of `sup` (OPA's `arraySubset`).
+fn array_subset(sup: &[Value], sub: &[Value]) -> bool {
+    sub.is_empty() || sup.windows(sub.len()).any(|w| w == sub)
+}
+
+/// OPA's `arraySetSubset`.
+fn array_set_subset(sup: &[Value], sub: &Set) -> bool {
+    let mut unmatched = sub.len();
+    sup.iter().any(|v| {
+        if sub.contains(v) {
+            unmatched = unmatched.saturating_sub(1);
         }
-        (sup, sub) => sup == sub,
-    }
+        unmatched == 0
+    })
 }
 
 fn subset(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "object.subset";
     ensure_args_count(span, name, params, args, 2)?;
 
-    Ok(Value::Bool(is_subset(&args[0], &args[1])))
+    Ok(Value::Bool(match (&args[0], &args[1]) {
+        (Value::Object(sup), Value::Object(sub)) => object_subset(sup, sub),
+        (Value::Set(sup), Value::Set(sub)) => sub.is_subset(sup),
+        (Value::Array(sup), Value::Array(sub)) => array_subset(sup.as_slice(), sub.as_slice()),
+        (Value::Array(sup), Value::Set(sub)) => array_set_subset(sup.as_slice(), sub),
+        _ => bail!(span.error(&format!(
+            "eval_type_error: {name}: both arguments object.subset must be of the same type or array and set"
+        ))),
+    }))
 }
 
 fn union(obj1: &Value, obj2: &Value) -> Result<Value> {
@@ -462,6 +484,8 @@ fn json_patch(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) 
         {
             Err(err)
         }
-        Err(_) => Ok(Value::Undefined),
+        // policy-engine patch: a failed patch is OPA's builtin error
+        // (undefined outside strict mode, raised in strict mode).
+        Err(err) => bail!(span.error(&format!("eval_builtin_error: {name}: {err}"))),
     }
 }

@@ -4,8 +4,8 @@
 
 use crate::ast::{Expr, Ref};
 use crate::builtins;
-use crate::builtins::utils::operand;
-use crate::builtins::utils::{enforce_limit, ensure_args_count, ensure_numeric, ensure_string};
+use crate::builtins::utils::{enforce_limit, ensure_args_count, ensure_string};
+use crate::builtins::utils::{int_operand, operand};
 use crate::lexer::Span;
 use crate::value::Value;
 use crate::*;
@@ -103,19 +103,11 @@ fn find_all_string_submatch_n(
 
     let pattern = ensure_string(name, operand(params, 0), &args[0])?;
     let value = ensure_string(name, operand(params, 1), &args[1])?;
-    let n = ensure_numeric(name, operand(params, 2), &args[2])?;
-
+    // policy-engine patch: `n` is OPA's integer operand (a number beyond
+    // 64 bits or with a fraction is a type error); negative means all.
+    let n = int_operand(name, params, args, 2)?;
     let re = compile_regex_for_builtin(params[0].span(), &pattern)?;
-
-    if !n.is_integer() {
-        bail!(params[2].span().error("n must be an integer"));
-    }
-
-    let n = match n.as_i64() {
-        Some(n) if n < 0 => usize::MAX,
-        Some(n) => n as usize,
-        None => usize::MAX,
-    };
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
 
     Ok(Value::from_array(
         re.captures_iter(&value)
@@ -148,19 +140,11 @@ fn find_n(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> R
 
     let pattern = ensure_string(name, operand(params, 0), &args[0])?;
     let value = ensure_string(name, operand(params, 1), &args[1])?;
-    let n = ensure_numeric(name, operand(params, 2), &args[2])?;
-
+    // policy-engine patch: `n` is OPA's integer operand (a number beyond
+    // 64 bits or with a fraction is a type error); negative means all.
+    let n = int_operand(name, params, args, 2)?;
     let re = compile_regex_for_builtin(params[0].span(), &pattern)?;
-
-    if !n.is_integer() {
-        bail!(params[2].span().error("n must be an integer"));
-    }
-
-    let n = match n.as_i64() {
-        Some(n) if n < 0 => usize::MAX,
-        Some(n) => n as usize,
-        None => usize::MAX,
-    };
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
 
     Ok(Value::from_array(
         re.find_iter(&value)
@@ -232,8 +216,11 @@ fn regex_replace(
                 },
             ));
         }
-        // TODO: This behavior is due to OPA test not raising error. Should we raise error?
-        _ => return Ok(Value::Undefined),
+        // policy-engine patch: an invalid pattern is OPA's builtin error
+        // (undefined outside strict mode).
+        _ => bail!(params[1]
+            .span()
+            .error("eval_builtin_error: regex.replace: invalid regex")),
     };
 
     Ok(Value::String(re.replace_all(&s, value.as_ref()).into()))
@@ -246,16 +233,27 @@ fn regex_split(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool)
     let value = ensure_string(name, operand(params, 1), &args[1])?;
 
     let re = compile_regex_for_builtin(params[0].span(), &pattern)?;
-    Ok(Value::from_array(
-        re.split(&value)
-            .map(|s| {
-                let value = Value::String(s.into());
-                // Guard output accumulation as each split segment is emitted.
-                enforce_limit()?;
-                Ok(value)
-            })
-            .collect::<Result<Vec<Value>>>()?,
-    ))
+    // policy-engine patch: Go's `Regexp.Split(s, -1)`: an empty match at the
+    // start adds no empty first part, and no part follows a match that ends
+    // the string (`regex.split("", " ab ")` is `[" ", "a", "b", " "]`).
+    if !pattern.is_empty() && value.is_empty() {
+        return Ok(Value::from_array(alloc::vec![Value::String("".into())]));
+    }
+    let mut parts = Vec::new();
+    let (mut beg, mut end) = (0, 0);
+    for m in re.find_iter(&value) {
+        end = m.start();
+        if m.end() != 0 {
+            parts.push(Value::String(value[beg..end].into()));
+            // Guard output accumulation as each split segment is emitted.
+            enforce_limit()?;
+        }
+        beg = m.end();
+    }
+    if end != value.len() {
+        parts.push(Value::String(value[beg..].into()));
+    }
+    Ok(Value::from_array(parts))
 }
 
 fn regex_template_match(
@@ -283,7 +281,9 @@ fn regex_template_match(
             return Ok(Value::Undefined);
         }
         // Match precesing literal (if any)
-        if template[0..start] != value[0..start] {
+        // policy-engine patch: a value shorter than the literal (or cut
+        // inside a character) does not match; slicing it panicked.
+        if value.get(0..start) != Some(&template[0..start]) {
             return Ok(Value::Bool(false));
         }
 

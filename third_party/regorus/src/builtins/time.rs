@@ -7,8 +7,8 @@
 )]
 use crate::ast::{Expr, Ref};
 use crate::builtins;
-use crate::builtins::utils::operand;
-use crate::builtins::utils::{ensure_args_count, ensure_numeric, ensure_string};
+use crate::builtins::utils::{ensure_args_count, ensure_string};
+use crate::builtins::utils::{int_operand, operand};
 use crate::lexer::Span;
 use crate::value::Value;
 use crate::*;
@@ -42,12 +42,22 @@ fn add_date(span: &Span, params: &[Ref<Expr>], args: &[Value], strict: bool) -> 
     ensure_args_count(span, name, params, args, 4)?;
 
     let (datetime, _) = parse_epoch(name, &params[0], &args[0])?;
-    let years = ensure_i32(name, &params[1], &args[1])?;
-    let months = ensure_i32(name, &params[2], &args[2])?;
-    let days = ensure_i32(name, &params[3], &args[3])?;
+    // policy-engine patch: years, months and days are OPA's integer operands
+    // (a number beyond 64 bits or with a fraction is a type error); one
+    // beyond what a date can hold puts the result out of range.
+    let years = int_operand(name, params, args, 1)?;
+    let months = int_operand(name, params, args, 2)?;
+    let days = int_operand(name, params, args, 3)?;
+    let (Ok(years), Ok(months), Ok(days)) = (
+        i32::try_from(years),
+        i32::try_from(months),
+        i32::try_from(days),
+    ) else {
+        return safe_timestamp_nanos(span, strict, None);
+    };
 
     let Some(new_year) = datetime.year().checked_add(years) else {
-        return Ok(Value::Undefined);
+        return safe_timestamp_nanos(span, strict, None);
     };
 
     datetime
@@ -203,18 +213,11 @@ fn weekday(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> 
     Ok(Value::String(weekday.into()))
 }
 
-fn ensure_i32(name: &str, arg: &Expr, v: &Value) -> Result<i32> {
-    ensure_numeric(name, arg, v)?
-        .as_i64()
-        .and_then(|n| n.try_into().ok())
-        .ok_or_else(|| arg.span().error("could not convert to int32"))
-}
-
 fn safe_timestamp_nanos(span: &Span, strict: bool, nanos: Option<i64>) -> Result<Value> {
     match nanos {
         Some(ns) => Ok(Value::Number(ns.into())),
         None if strict => {
-            bail!(span.error("time outside of valid range"))
+            bail!(span.error("eval_builtin_error: time outside of valid range"))
         }
         None => Ok(Value::Undefined),
     }

@@ -275,3 +275,26 @@ pub fn operand_type_error(
 pub fn operand_error(span: &Span, fcn: &str, pos: usize, message: &str) -> anyhow::Error {
     span.error(&format!("eval_type_error: {fcn}: operand {pos} {message}"))
 }
+
+/// policy-engine patch: OPA's `builtins.IntOperand`: operand `idx` (0-based)
+/// as an integer that fits in 64 bits (an integral float such as `6.0`
+/// counts), else OPA's operand type error.
+pub fn int_operand(fcn: &str, params: &[Ref<Expr>], args: &[Value], idx: usize) -> Result<i64> {
+    match &args[idx] {
+        Value::Number(n) => n.as_i64().ok_or_else(|| {
+            operand_error(
+                params[idx].span(),
+                fcn,
+                idx + 1,
+                "must be integer number but got floating-point number",
+            )
+        }),
+        v => Err(operand_type_error(
+            params[idx].span(),
+            fcn,
+            idx + 1,
+            &["number"],
+            v,
+        )),
+    }
+}

@@ -138,15 +138,20 @@ pub fn parse_duration(mut s: &str) -> Result<Duration, ParseDurationError> {
         }
 
         // Consume unit.
-        let mut idx = 0;
-        for (i, c) in s.char_indices() {
-            if c == '.' || c.is_ascii_digit() {
-                break;
-            }
-            idx = i;
+        // policy-engine patch: the unit runs up to the next `.` or ASCII
+        // digit, as in Go (byte positions, so always a character boundary);
+        // an empty unit is an error. The last character's start was used as
+        // the end before, which panicked on a unit ending in `µ` and on a
+        // number without a unit (`1.`).
+        let idx = s
+            .bytes()
+            .position(|c| c == b'.' || c.is_ascii_digit())
+            .unwrap_or(s.len());
+        if idx == 0 {
+            return Err(ParseDurationError::InvalidDuration(orig.to_string()));
         }
 
-        let unit = match &s[..idx + 1] {
+        let unit = match &s[..idx] {
             "ns" => NANOSECOND,
             "us" => MICROSECOND,
             "µs" => MICROSECOND, // U+00B5 = micro symbol
@@ -158,7 +163,7 @@ pub fn parse_duration(mut s: &str) -> Result<Duration, ParseDurationError> {
             unkonwn => return Err(ParseDurationError::UnknownUnit(unkonwn.to_string())),
         };
 
-        s = &s[idx + 1..];
+        s = &s[idx..];
 
         if v > ((1 << 63) / unit) {
             // overflow
@@ -197,14 +202,17 @@ pub fn parse_duration(mut s: &str) -> Result<Duration, ParseDurationError> {
 }
 
 fn leading_int(s: &str) -> Result<(u64, &str), ParseDurationError> {
-    let mut last_idx = 0;
+    // policy-engine patch: the remainder starts after the last digit (it
+    // kept the last digit when the string ended in one).
+    let mut last_idx = s.len();
     let mut num: u64 = 0;
     for (i, c) in s.char_indices() {
-        last_idx = i;
-
         let n = match c.to_digit(10) {
             Some(n) => n as u64,
-            None => break,
+            None => {
+                last_idx = i;
+                break;
+            }
         };
 
         if num > ((1 << 63) / 10) {
@@ -227,13 +235,14 @@ fn leading_fraction(s: &str) -> (u64, f64, &str) {
     let mut num: u64 = 0;
     let mut scale = 1.0;
     let mut overflow = false;
-    let mut last_idx = 0;
+    let mut last_idx = s.len();
     for (i, c) in s.char_indices() {
-        last_idx = i;
-
         let n = match c.to_digit(10) {
             Some(n) => n as u64,
-            None => break,
+            None => {
+                last_idx = i;
+                break;
+            }
         };
 
         if overflow {
@@ -476,8 +485,10 @@ impl<'a> Iterator for GoTimeFormatItems<'a> {
                 token!(&literal, Space(literal));
             }
 
-            Some(_) => {
-                let literal = &self.reminder[..1];
+            Some(c) => {
+                // policy-engine patch: the whole character (a layout that
+                // starts with a multi-byte character panicked).
+                let literal = &self.reminder[..c.len_utf8()];
                 token!(&literal, Literal(literal));
             }
 
@@ -719,6 +730,16 @@ mod tests {
             let dur = parse_duration(input).unwrap();
             assert_eq!(dur, expected_dur);
         }
+    }
+
+    #[test]
+    fn rejects_durations_without_a_valid_unit() {
+        // These panicked: a unit ending in a multi-byte character, a number
+        // without a unit, a trailing number.
+        for input in ["1µ", "1.", "1", "5s10", "1.5", "3x", ".s", "", "-"] {
+            assert!(parse_duration(input).is_err(), "{input:?}");
+        }
+        assert_eq!(parse_duration("1µs").unwrap(), Duration::microseconds(1));
     }
 
     #[test]

@@ -747,7 +747,11 @@ impl RegoVM {
                 let value_to_check = self.get_register(value)?;
                 let collection_value = self.get_register(collection)?;
 
+                // policy-engine patch: `x in c` is OPA's `internal.member_2`
+                // call, undefined when an operand is.
                 let result = match *collection_value {
+                    _ if *value_to_check == Value::Undefined => Value::Undefined,
+                    Value::Undefined => Value::Undefined,
                     Value::Set(ref set_elements) => {
                         Value::Bool(set_elements.contains(value_to_check))
                     }

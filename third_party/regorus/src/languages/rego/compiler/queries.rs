@@ -207,6 +207,17 @@ impl<'a> Compiler<'a> {
                     );
                 }
                 ContextType::Rule(RuleType::PartialObject) => {
+                    // policy-engine patch: an entry with an undefined key or
+                    // value is not added (the iteration fails), as in OPA.
+                    for register in [key_register, value_register] {
+                        self.emit_instruction(
+                            Instruction::Guard {
+                                register,
+                                mode: GuardMode::NotUndefined,
+                            },
+                            span,
+                        );
+                    }
                     self.emit_instruction(
                         Instruction::ObjectSet {
                             obj: dest_register,
@@ -258,6 +269,25 @@ impl<'a> Compiler<'a> {
                 }
             }
             ast::Literal::NotExpr { expr, .. } => {
+                // policy-engine patch: the terms OPA evaluates before a negated
+                // expression must be defined (see `interpreter::extracted_terms`).
+                let mut operands = Vec::new();
+                crate::interpreter::extracted_terms::collect_operands(expr, &mut operands);
+                for operand in operands
+                    .iter()
+                    .filter(|o| !crate::interpreter::extracted_terms::has_wildcard(o))
+                {
+                    let operand_reg = self.with_soft_assert_mode(true, |compiler| {
+                        compiler.compile_rego_expr_with_span(operand, operand.span(), false)
+                    })?;
+                    self.emit_instruction(
+                        Instruction::Guard {
+                            register: operand_reg,
+                            mode: GuardMode::NotUndefined,
+                        },
+                        &stmt.span,
+                    );
+                }
                 let expr_reg = self.with_soft_assert_mode(true, |compiler| {
                     compiler.compile_rego_expr_with_span(expr, expr.span(), false)
                 })?;
