@@ -253,7 +253,8 @@ fn check_module(
     strict: bool,
     errors: &mut Vec<CheckError>,
 ) {
-    let mut imports = Vec::new();
+    // (alias, path, span) of each import that names a document.
+    let mut named = Vec::new();
     let mut seen_imports = BTreeSet::new();
     for import in &module.imports {
         let Some(path) = ref_path(&import.refr) else {
@@ -274,11 +275,14 @@ fn check_module(
                 format!("import {path} is a duplicate"),
             ));
         }
-        imports.push((alias, path));
+        named.push((alias, path, &import.span));
     }
     let mut walk = Walk {
         package,
-        imports,
+        imports: named
+            .iter()
+            .map(|(alias, path, _)| (alias.clone(), path.clone()))
+            .collect(),
         functions,
         natives,
         vars: BTreeSet::new(),
@@ -288,22 +292,11 @@ fn check_module(
         walk.rule(rule);
     }
     if strict {
-        for import in &module.imports {
-            let Some(path) = ref_path(&import.refr) else {
-                continue;
-            };
-            if path == "rego.v1" || path.starts_with("future.") {
-                continue;
-            }
-            let alias = import
-                .r#as
-                .as_ref()
-                .map(|s| s.text().to_string())
-                .unwrap_or_else(|| path.rsplit('.').next().unwrap_or(&path).to_string());
-            if !walk.vars.contains(&alias) {
+        for (alias, path, span) in &named {
+            if !walk.vars.contains(alias) {
                 walk.errors.push(error_at(
                     "rego_compile_error",
-                    &import.span,
+                    span,
                     format!("import {path} unused"),
                 ));
             }
