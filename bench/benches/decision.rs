@@ -12,6 +12,10 @@ use std::time::SystemTime;
 use criterion::Criterion;
 use policy_bench::{Fixture, Op, Row, Table};
 
+/// The agent's allocator, so the figures are those of the shipped binaries.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let fixture = Fixture::try_new()?;
     let output = criterion_home();

@@ -2,8 +2,10 @@
 # Load harness (DESIGN §10): real Envoy in front of a small upstream, with, in
 # turn, (a) a no-op ext_proc server (bench/src/bin/noop_extproc.rs: every
 # message answered CONTINUE, the ceiling of any ext_proc engine), (b)
-# policy-kernel + policy-agent over a Unix socket with no decision journal,
-# and (c) the same with every decision recorded: the agent's local log and
+# policy-kernel with the agent core embedded (`--embedded-agent`, no socket
+# hop), (c) policy-kernel + policy-agent over a Unix socket (the split mode
+# of deploy/) with no decision journal, and (d) the split mode with every
+# decision recorded: the agent's local log and
 # policy-journal (sled) over mutual TLS, as `policyctl up` runs it. wrk drives
 # `/api/v1/users` with a valid demo API key through the same Envoy config; the
 # script prints req/s, p50, p99 and the peak RSS of the ext_proc side for each
@@ -220,7 +222,7 @@ start_envoy() {  # start_envoy CONFIG NAME
 SERVER_PIDS=()   # the ext_proc side of the current setup
 SERVER_NAMES=()
 JOURNAL_PID=""
-start_setup() {  # start_setup noop|kernel|journal
+start_setup() {  # start_setup noop|embedded|kernel|journal
   SERVER_PIDS=()
   local agent_config="$WORK/agent-config.yaml"
   if [[ $1 == journal ]]; then
@@ -235,6 +237,11 @@ start_setup() {  # start_setup noop|kernel|journal
     SERVER_PIDS=("$LAST_PID") SERVER_NAMES=(noop)
     wait_for noop_extproc "$LAST_PID" port_open "$P_NOOP"
     start_envoy "$WORK/envoy-noop.yaml" envoy-noop
+  elif [[ $1 == embedded ]]; then
+    start kernel "$BIN/policy-kernel" --config "$WORK/kernel-config.yaml" --embedded-agent "$agent_config"
+    SERVER_PIDS=("$LAST_PID") SERVER_NAMES=(kernel)
+    wait_for "policy-kernel --embedded-agent" "$LAST_PID" curl -sf "http://127.0.0.1:$P_METRICS/health/ready"
+    start_envoy "$WORK/envoy-kernel.yaml" envoy-kernel
   else
     rm -f "$SOCKET"
     start agent "$BIN/policy-agent" --config "$agent_config" --log-format json
@@ -355,7 +362,7 @@ measure() {      # measure noop|kernel ROUND
   if [[ $setup != noop ]]; then
     k1=$(kernel_decisions)
     log "  kernel /api/v1/users decisions (one per phase): before $k0, after $k1"
-    INTERP=$(grep -o '"chain runs on the interpreter"[^}]*' "$WORK/agent.log" | sed 's/"chain":"[^"]*",//' | sort -u || true)
+    INTERP=$(cat "$WORK/agent.log" "$WORK/kernel.log" 2>/dev/null | grep -o '"chain runs on the interpreter"[^}]*' | sed 's/"chain":"[^"]*",//' | sort -u || true)
   fi
   [[ ${non2xx:-0} == 0 ]] || log "  WARNING: $non2xx non-2xx answers under load"
   stop_setup
@@ -365,6 +372,7 @@ log "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk
 log "route $ROUTE, X-API-Key: $API_KEY; kernel config: rateLimit raised to $BIG/s, burst $BIG (deploy/local: 100/s, burst 20) so it never denies under load"
 for ((r = 1; r <= ROUNDS; r++)); do
   measure noop "$r"
+  measure embedded "$r"
   measure kernel "$r"
   measure journal "$r"
 done
@@ -381,15 +389,15 @@ echo
 echo "Load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION (after a $WARMUP warm-up) GET $ROUTE with X-API-Key: $API_KEY"
 echo "through Envoy $("$ENVOY" --version 2>/dev/null | sed -n 's/.*version: [^/]*\/\([^/]*\)\/.*/\1/p') (--concurrency $ENVOY_CONCURRENCY, deploy/local/envoy.yaml: same routes and processing modes, response body BUFFERED on $ROUTE);"
 echo "$(nproc) cores shared by wrk, Envoy, the upstream and the ext_proc side. Kernel rateLimit raised to 10^9/s, burst 10^9 (never denies)."
-echo "RSS = peak resident set (VmHWM) of the ext_proc side: noop_extproc, or policy-kernel + policy-agent; CPU = its CPU time per request."
+echo "RSS = peak resident set (VmHWM) of the ext_proc side: noop_extproc, policy-kernel (embedded agent), or policy-kernel + policy-agent; CPU = its CPU time per request."
 echo
 fmt='%-6s %-15s %8s %8s %8s %30s %28s  %s\n'
 printf "$fmt" round setup req/s "p50 ms" "p99 ms" "peak RSS MB" "CPU us/req" errors
-NAMES=([noop]=no-op [kernel]=kernel+agent [journal]="+ journal")
+NAMES=([noop]=no-op [embedded]=embedded [kernel]=kernel+agent [journal]="+ journal")
 for ((r = 1; r <= ROUNDS; r++)); do
   n="noop/$r"
   printf "$fmt" "$r" no-op "${RPS[$n]}" "${P50[$n]}" "${P99[$n]}" "${RSS[$n]}" "${CPU[$n]}" "${ERRS[$n]}"
-  for s in kernel journal; do
+  for s in embedded kernel journal; do
     k="$s/$r"
     printf "$fmt" "$r" "${NAMES[$s]}" "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" "${RSS[$k]} (${RSS_DETAIL[$k]})" "${CPU[$k]} (${CPU_DETAIL[$k]})" "${ERRS[$k]}"
     printf "$fmt" "$r" "ratio to no-op" "$(ratio "${RPS[$k]}" "${RPS[$n]}")" "$(ratio "${P50[$k]}" "${P50[$n]}")" \
@@ -400,13 +408,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 if ((ROUNDS > 1)); then
   collect() { local -n m=$1; local s=$2 r; for ((r = 1; r <= ROUNDS; r++)); do echo "${m[$s/$r]}"; done; }
-  for s in noop kernel journal; do
+  for s in noop embedded kernel journal; do
     declare "M_RPS_$s=$(median %.0f $(collect RPS $s))" "M_P50_$s=$(median %.3f $(collect P50 $s))" \
             "M_P99_$s=$(median %.3f $(collect P99 $s))" "M_RSS_$s=$(collect RSS $s | sort -g | tail -1)" \
             "M_CPU_$s=$(median %.0f $(collect CPU $s))"
   done
   printf "$fmt" median no-op "$M_RPS_noop" "$M_P50_noop" "$M_P99_noop" "$M_RSS_noop (max)" "$M_CPU_noop" ""
-  for s in kernel journal; do
+  for s in embedded kernel journal; do
     rps="M_RPS_$s" p50="M_P50_$s" p99="M_P99_$s" rss="M_RSS_$s" cpu="M_CPU_$s"
     printf "$fmt" median "${NAMES[$s]}" "${!rps}" "${!p50}" "${!p99}" "${!rss} (max)" "${!cpu}" ""
     printf "$fmt" median "ratio to no-op" "$(ratio "${!rps}" "$M_RPS_noop")" "$(ratio "${!p50}" "$M_P50_noop")" \
@@ -419,4 +427,4 @@ if [[ -n ${INTERP:-} ]]; then
   printf '  %s\n' "$INTERP"
 fi
 echo
-echo "DESIGN §10 targets (split mode): req/s ratio >= 0.70x, p99 ratio <= 1.3x, kernel + agent RSS < 64 MB."
+echo "DESIGN §10 targets: req/s ratio >= 0.90x embedded, >= 0.70x split (kernel+agent); p99 ratio <= 1.3x; kernel + agent RSS < 64 MB."

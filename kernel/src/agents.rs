@@ -1,5 +1,6 @@
 //! The agent registry of spec §3.3: one handle per configured agent with
-//! its Unix-socket client, what `GetAgentConfig` discovered (version,
+//! its Unix-socket client (or, in embedded mode, the agent core running in
+//! this process), what `GetAgentConfig` discovered (version,
 //! supported policies) and a health flag kept fresh by a background loop.
 //!
 //! Calls are bounded by the agent's `timeout_ms` and retried (after
@@ -14,15 +15,19 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
+use policy_agent::AgentService;
 use policy_proto::agent::health_response::ServingStatus;
 use policy_proto::agent::policy_agent_client::PolicyAgentClient;
+use policy_proto::agent::policy_agent_server::PolicyAgent;
 use policy_proto::agent::{
-    ChainToPrepare, GetAgentConfigRequest, HealthRequest, JournalStatus, PolicyInfo, PolicyPhase,
-    PolicyRequest, PolicyResponse, PrepareChainsRequest,
+    ChainToPrepare, GetAgentConfigRequest, GetAgentConfigResponse, HealthRequest, HealthResponse,
+    JournalStatus, PolicyInfo, PolicyPhase, PolicyRequest, PolicyResponse, PrepareChainsRequest,
+    PrepareChainsResponse,
 };
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::AbortHandle;
 use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::{Request, Response, Status};
 
 use crate::config::AgentEntry;
 use crate::metrics::Metrics;
@@ -70,10 +75,61 @@ impl Discovery {
     }
 }
 
+/// How the kernel reaches an agent.
+#[derive(Clone)]
+enum Transport {
+    /// gRPC over the agent's Unix socket (the split mode of the spec).
+    Socket(PolicyAgentClient<Channel>),
+    /// The agent core in this process (`policy-kernel --embedded-agent`):
+    /// the very service the agent serves on its socket, called directly,
+    /// so answers, errors and decision records are the same.
+    Embedded(Arc<AgentService>),
+}
+
+impl Transport {
+    async fn get_agent_config(&self) -> Result<GetAgentConfigResponse, Status> {
+        match self {
+            Self::Socket(c) => c.clone().get_agent_config(GetAgentConfigRequest {}).await,
+            Self::Embedded(s) => {
+                s.get_agent_config(Request::new(GetAgentConfigRequest {}))
+                    .await
+            }
+        }
+        .map(Response::into_inner)
+    }
+
+    async fn health(&self) -> Result<HealthResponse, Status> {
+        match self {
+            Self::Socket(c) => c.clone().health(HealthRequest {}).await,
+            Self::Embedded(s) => s.health(Request::new(HealthRequest {})).await,
+        }
+        .map(Response::into_inner)
+    }
+
+    async fn prepare_chains(
+        &self,
+        req: PrepareChainsRequest,
+    ) -> Result<PrepareChainsResponse, Status> {
+        match self {
+            Self::Socket(c) => c.clone().prepare_chains(req).await,
+            Self::Embedded(s) => s.prepare_chains(Request::new(req)).await,
+        }
+        .map(Response::into_inner)
+    }
+
+    async fn execute_policies(&self, req: PolicyRequest) -> Result<PolicyResponse, Status> {
+        match self {
+            Self::Socket(c) => c.clone().execute_policies(req).await,
+            Self::Embedded(s) => s.execute_policies(Request::new(req)).await,
+        }
+        .map(Response::into_inner)
+    }
+}
+
 /// One configured agent.
 pub struct AgentHandle {
     entry: AgentEntry,
-    client: PolicyAgentClient<Channel>,
+    transport: Transport,
     discovery: ArcSwapOption<Discovery>,
     healthy: AtomicBool,
     last_error: ArcSwapOption<String>,
@@ -84,6 +140,7 @@ impl std::fmt::Debug for AgentHandle {
         f.debug_struct("AgentHandle")
             .field("name", &self.entry.name)
             .field("socket_path", &self.entry.socket_path)
+            .field("embedded", &self.is_embedded())
             .field("healthy", &self.is_healthy())
             .finish()
     }
@@ -115,13 +172,28 @@ impl AgentHandle {
         let client = PolicyAgentClient::new(channel)
             .max_decoding_message_size(crate::kernel::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(crate::kernel::MAX_MESSAGE_BYTES);
-        Ok(Self {
+        Ok(Self::with_transport(entry, Transport::Socket(client)))
+    }
+
+    /// A handle for `entry` served by `service` in this process: no socket,
+    /// the same answers.
+    pub fn embedded(entry: AgentEntry, service: Arc<AgentService>) -> Self {
+        Self::with_transport(entry, Transport::Embedded(service))
+    }
+
+    fn with_transport(entry: AgentEntry, transport: Transport) -> Self {
+        Self {
             entry,
-            client,
+            transport,
             discovery: ArcSwapOption::empty(),
             healthy: AtomicBool::new(false),
             last_error: ArcSwapOption::empty(),
-        })
+        }
+    }
+
+    /// Whether the agent core runs in this process.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.transport, Transport::Embedded(_))
     }
 
     /// The configured name.
@@ -173,12 +245,7 @@ impl AgentHandle {
 
     /// `GetAgentConfig`, stored on success.
     pub async fn discover(&self) -> Result<Arc<Discovery>, CallError> {
-        let mut client = self.client.clone();
-        let answer = tokio::time::timeout(
-            self.timeout(),
-            client.get_agent_config(GetAgentConfigRequest {}),
-        )
-        .await;
+        let answer = tokio::time::timeout(self.timeout(), self.transport.get_agent_config()).await;
         let config = match answer {
             Err(_) => {
                 return Err(CallError::Timeout {
@@ -187,7 +254,7 @@ impl AgentHandle {
                 });
             }
             Ok(Err(status)) => return Err(self.classify(status)),
-            Ok(Ok(r)) => r.into_inner(),
+            Ok(Ok(r)) => r,
         };
         let discovery = Arc::new(Discovery {
             agent_name: config.agent_name,
@@ -212,18 +279,16 @@ impl AgentHandle {
     /// One `Health` call: the agent's policy revision when it answers
     /// SERVING in time.
     async fn health(&self) -> Result<(String, Option<JournalStatus>), String> {
-        let mut client = self.client.clone();
-        match tokio::time::timeout(self.timeout(), client.health(HealthRequest {})).await {
+        match tokio::time::timeout(self.timeout(), self.transport.health()).await {
             Err(_) => Err(format!(
                 "health check timed out after {} ms",
                 self.entry.timeout_ms
             )),
             Ok(Err(status)) => Err(self.classify(status).to_string()),
-            Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32 => {
-                let r = r.into_inner();
+            Ok(Ok(r)) if r.status == ServingStatus::Serving as i32 => {
                 Ok((r.policy_revision, r.journal))
             }
-            Ok(Ok(r)) => Err(format!("agent reports status {}", r.get_ref().status)),
+            Ok(Ok(r)) => Err(format!("agent reports status {}", r.status)),
         }
     }
 
@@ -289,11 +354,11 @@ impl AgentHandle {
             return;
         }
         let count = chains.len();
-        let mut client = self.client.clone();
-        let call = client.prepare_chains(PrepareChainsRequest { chains });
+        let call = self
+            .transport
+            .prepare_chains(PrepareChainsRequest { chains });
         match tokio::time::timeout(PREPARE_TIMEOUT, call).await {
             Ok(Ok(r)) => {
-                let r = r.into_inner();
                 for e in &r.errors {
                     tracing::warn!(agent = %self.entry.name, error = %e, "agent could not prepare a chain");
                 }
@@ -319,16 +384,17 @@ impl AgentHandle {
             } else {
                 std::mem::take(&mut req)
             };
-            let mut client = self.client.clone();
             let err =
-                match tokio::time::timeout(self.timeout(), client.execute_policies(this)).await {
+                match tokio::time::timeout(self.timeout(), self.transport.execute_policies(this))
+                    .await
+                {
                     Err(_) => {
                         return Err(CallError::Timeout {
                             agent: self.entry.name.clone(),
                             ms: self.entry.timeout_ms,
                         });
                     }
-                    Ok(Ok(resp)) => return Ok(resp.into_inner()),
+                    Ok(Ok(resp)) => return Ok(resp),
                     Ok(Err(status)) => self.classify(status),
                 };
             if !matches!(err, CallError::Unavailable { .. }) || attempt >= attempts {
@@ -378,6 +444,9 @@ pub struct AgentRegistry {
     agents: Mutex<HashMap<String, Registered>>,
     metrics: Arc<Metrics>,
     discovered: UnboundedSender<String>,
+    /// The agent core running in this process, by agent name: the entry of
+    /// that name is served by it instead of its socket.
+    embedded: Option<(String, Arc<AgentService>)>,
 }
 
 impl AgentRegistry {
@@ -388,6 +457,22 @@ impl AgentRegistry {
             agents: Mutex::new(HashMap::new()),
             metrics,
             discovered,
+            embedded: None,
+        }
+    }
+
+    /// The same, with the agent `name` served by `service` in this process.
+    pub fn with_embedded(
+        metrics: Arc<Metrics>,
+        discovered: UnboundedSender<String>,
+        name: String,
+        service: Arc<AgentService>,
+    ) -> Self {
+        Self {
+            agents: Mutex::new(HashMap::new()),
+            metrics,
+            discovered,
+            embedded: Some((name, service)),
         }
     }
 
@@ -413,7 +498,13 @@ impl AgentRegistry {
         }
         let mut handles = Vec::with_capacity(fresh.len());
         for entry in fresh {
-            handles.push(Arc::new(AgentHandle::try_new(entry)?));
+            let handle = match &self.embedded {
+                Some((name, service)) if *name == entry.name => {
+                    AgentHandle::embedded(entry, service.clone())
+                }
+                _ => AgentHandle::try_new(entry)?,
+            };
+            handles.push(Arc::new(handle));
         }
         let mut refreshing = tokio::task::JoinSet::new();
         for h in &handles {

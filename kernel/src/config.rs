@@ -46,6 +46,11 @@ pub struct KernelConfig {
     /// Allow requests when an agent is unavailable or times out (default false: deny).
     #[serde(default)]
     pub fail_open: bool,
+    /// The agent core `policy-kernel --embedded-agent` runs in this process:
+    /// what an agent-config.yaml holds under `agent_core` (its `socket_path`
+    /// may be left out). Read once at start.
+    #[serde(default)]
+    pub embedded_agent: Option<serde_yaml_ng::Value>,
 }
 
 /// The ext_proc listener.
@@ -262,6 +267,62 @@ pub struct TracingConfig {
 }
 
 impl KernelConfig {
+    /// The agent configuration of the `embedded_agent` section, read from
+    /// `path` (relative paths in it are relative to the kernel config).
+    pub fn embedded_agent_config(
+        &self,
+        path: &Path,
+    ) -> Result<Option<policy_agent::AgentConfig>, ConfigError> {
+        let Some(section) = &self.embedded_agent else {
+            return Ok(None);
+        };
+        let field = |field: &str, reason: String| ConfigError::Field {
+            file: path.into(),
+            field: format!("policy_kernel.embedded_agent{field}"),
+            reason,
+        };
+        let serde_yaml_ng::Value::Mapping(map) = section else {
+            return Err(field(
+                "",
+                "must be a mapping (an agent_core section)".into(),
+            ));
+        };
+        let mut map = map.clone();
+        let socket_key = serde_yaml_ng::Value::from("socket_path");
+        if !map.contains_key(&socket_key) {
+            // Unused in process; the agent core requires one.
+            let name = map
+                .get(serde_yaml_ng::Value::from("name"))
+                .and_then(serde_yaml_ng::Value::as_str)
+                .unwrap_or_default();
+            let socket = self
+                .agents
+                .iter()
+                .find(|a| a.name == name)
+                .map(|a| a.socket_path.display().to_string())
+                .unwrap_or_else(|| "embedded.sock".into());
+            map.insert(socket_key, socket.into());
+        }
+        let mut file = serde_yaml_ng::Mapping::new();
+        file.insert("agent_core".into(), serde_yaml_ng::Value::Mapping(map));
+        let text = serde_yaml_ng::to_string(&file)
+            .map_err(|e| field("", format!("cannot be read: {e}")))?;
+        policy_agent::AgentConfig::parse(path, &text)
+            .map(Some)
+            .map_err(|e| match e {
+                policy_agent::SetupError::ConfigField {
+                    field: f, reason, ..
+                } => field(
+                    &format!(".{}", f.strip_prefix("agent_core.").unwrap_or(&f)),
+                    reason,
+                ),
+                other => field(
+                    "",
+                    other.to_string().replace("agent_core", "embedded_agent"),
+                ),
+            })
+    }
+
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Parse {

@@ -57,8 +57,11 @@ impl KernelError {
 }
 
 /// How the kernel runs beyond its config file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
+    /// The agent core to run in this process (`--embedded-agent`): the
+    /// configured agent of the same name is served by it, with no socket.
+    pub embedded_agent: Option<Arc<policy_agent::Agent>>,
     /// Reload on SIGHUP (default true).
     pub reload_on_sighup: bool,
     /// Reload when the config file's content changes, checked this often
@@ -68,9 +71,27 @@ pub struct Options {
     pub shutdown_grace: Duration,
 }
 
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field(
+                "embedded_agent",
+                &self
+                    .embedded_agent
+                    .as_ref()
+                    .map(|a| a.config().name.clone()),
+            )
+            .field("reload_on_sighup", &self.reload_on_sighup)
+            .field("watch_interval", &self.watch_interval)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self {
+            embedded_agent: None,
             reload_on_sighup: true,
             watch_interval: Some(Duration::from_secs(1)),
             shutdown_grace: Duration::from_secs(10),
@@ -179,7 +200,24 @@ impl Kernel {
         .await?;
         let metrics = Arc::new(Metrics::new());
         let (tx, discovered) = mpsc::unbounded_channel();
-        let registry = AgentRegistry::new(metrics.clone(), tx);
+        let registry = match &options.embedded_agent {
+            None => AgentRegistry::new(metrics.clone(), tx),
+            Some(agent) => {
+                let name = agent.config().name.clone();
+                if !config.agents.iter().any(|a| a.name == name) {
+                    return Err(ConfigError::Field {
+                        file: config_path,
+                        field: "policy_kernel.agents".into(),
+                        reason: format!(
+                            "the embedded agent `{name}` is not listed (add an entry with this name; its socket_path is then unused)"
+                        ),
+                    }
+                    .into());
+                }
+                let service = Arc::new(policy_agent::AgentService::new(agent.clone()));
+                AgentRegistry::with_embedded(metrics.clone(), tx, name, service)
+            }
+        };
         let handles = registry
             .prepare(&config.agents)
             .await

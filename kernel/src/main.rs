@@ -5,11 +5,17 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use policy_kernel::{Kernel, KernelConfig, KernelError, Options};
 use tracing_subscriber::EnvFilter;
+
+/// The allocator: fewer instructions per allocation than the system one on
+/// the decision path, which allocates and frees many small values.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -32,6 +38,13 @@ struct Args {
     /// (0: only SIGHUP reloads).
     #[arg(long, default_value_t = 1000)]
     watch_interval_ms: u64,
+    /// Run the agent core in this process, with no Unix socket hop: the
+    /// configured agent of the same name is served by it. Its configuration
+    /// is the kernel config's `embedded_agent` section, or AGENT_CONFIG (an
+    /// agent-config.yaml) when given.
+    #[arg(long, value_name = "AGENT_CONFIG", num_args = 0..=1)]
+    #[allow(clippy::option_option)]
+    embedded_agent: Option<Option<PathBuf>>,
 }
 
 fn init_logs(format: LogFormat, level: &str) {
@@ -64,14 +77,43 @@ async fn shutdown_signal() {
     }
 }
 
+/// The embedded agent's configuration, when `--embedded-agent` is given.
+fn embedded_agent_config(
+    args: &Args,
+    config: &KernelConfig,
+) -> Result<Option<policy_agent::AgentConfig>, String> {
+    match &args.embedded_agent {
+        None => Ok(None),
+        Some(None) => match config.embedded_agent_config(&args.config) {
+            Ok(Some(c)) => Ok(Some(c)),
+            Ok(None) => Err(format!(
+                "{}: --embedded-agent needs a `policy_kernel.embedded_agent` section (or --embedded-agent AGENT_CONFIG)",
+                args.config.display()
+            )),
+            Err(e) => Err(e.to_string()),
+        },
+        Some(Some(path)) => policy_agent::AgentConfig::load(path)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     // Validate before anything else: a bad config exits 2 with file, field and reason.
-    let level = match KernelConfig::load(&args.config) {
-        Ok(c) => c.observability.log_level,
+    let config = match KernelConfig::load(&args.config) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("policy-kernel: invalid configuration: {e}");
             return ExitCode::from(KernelError::from(e).exit_code());
+        }
+    };
+    let level = config.observability.log_level.clone();
+    let embedded = match embedded_agent_config(&args, &config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("policy-kernel: invalid configuration: {e}");
+            return ExitCode::from(2);
         }
     };
     init_logs(args.log_format, &level);
@@ -85,8 +127,32 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let agent = match embedded {
+        None => None,
+        Some(c) => match runtime.block_on(async { policy_agent::Agent::try_new(c) }) {
+            Ok(a) => Some(Arc::new(a)),
+            Err(e) => {
+                eprintln!("policy-kernel: embedded agent: {e}");
+                return ExitCode::from(match e {
+                    policy_agent::SetupError::Config { .. }
+                    | policy_agent::SetupError::ConfigField { .. } => 2,
+                    _ => 1,
+                });
+            }
+        },
+    };
     let result = runtime.block_on(async {
+        if let Some(agent) = &agent {
+            policy_agent::start_background(agent);
+            tracing::info!(
+                agent = %agent.config().name,
+                policies = agent.policies().registry().iter().count(),
+                revision = %agent.policies().revision(),
+                "agent core embedded"
+            );
+        }
         let options = Options {
+            embedded_agent: agent.clone(),
             watch_interval: (args.watch_interval_ms > 0)
                 .then(|| Duration::from_millis(args.watch_interval_ms)),
             ..Options::default()
@@ -97,7 +163,11 @@ fn main() -> ExitCode {
             metrics = %kernel.metrics_addr().map(|a| a.to_string()).unwrap_or_default(),
             "listening"
         );
-        kernel.serve(shutdown_signal()).await
+        let served = kernel.serve(shutdown_signal()).await;
+        if let Some(agent) = &agent {
+            policy_agent::stop_background(agent).await;
+        }
+        served
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

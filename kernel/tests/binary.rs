@@ -122,3 +122,63 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
     assert!(logs.contains("shutting down"), "{logs}");
     assert!(!logs.contains(ALICE_KEY));
 }
+
+/// Runs the kernel with `args` on a config of `body`; its exit code and stderr.
+async fn run_kernel(dir: &std::path::Path, body: &str, args: &[&str]) -> (Option<i32>, String) {
+    let config = write_config(dir, &kernel_yaml(&dir.join("a.sock"), 500, false, body));
+    let out = tokio::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn embedded_agent_config_errors_exit_2_with_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // The flag without a section or file.
+    let (code, stderr) = run_kernel(dir.path(), "", &["--embedded-agent"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--embedded-agent needs a `policy_kernel.embedded_agent` section"),
+        "{stderr}"
+    );
+
+    // A section with an invalid field, named under embedded_agent.
+    let section = "  embedded_agent:\n    name: \"default-agent\"\n    server:\n      max_concurrent_requests: 0\n";
+    let (code, stderr) = run_kernel(dir.path(), section, &["--embedded-agent"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "field `policy_kernel.embedded_agent.server.max_concurrent_requests`: must be at least 1"
+        ),
+        "{stderr}"
+    );
+
+    // An agent that no `agents` entry names.
+    let section = "  embedded_agent:\n    name: \"other-agent\"\n";
+    let (code, stderr) = run_kernel(dir.path(), section, &["--embedded-agent"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the embedded agent `other-agent` is not listed"),
+        "{stderr}"
+    );
+
+    // A missing agent config file.
+    let missing = dir.path().join("missing-agent-config.yaml");
+    let (code, stderr) = run_kernel(
+        dir.path(),
+        "",
+        &["--embedded-agent", missing.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("missing-agent-config.yaml"), "{stderr}");
+}

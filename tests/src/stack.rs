@@ -117,6 +117,10 @@ pub struct StackOptions {
     /// Adds the operations routes ([`configs::EXEC_ROUTE`],
     /// [`configs::PLATFORM_ROUTE`], [`configs::APPROVE_ROUTE`]).
     pub ops_routes: bool,
+    /// Runs the agent core inside the kernel (`policy-kernel
+    /// --embedded-agent`, its configuration in the kernel config's
+    /// `embedded_agent` section) instead of a `policy-agent` process.
+    pub embedded_agent: bool,
 }
 
 impl Default for StackOptions {
@@ -135,6 +139,7 @@ impl Default for StackOptions {
             local_log_limit: None,
             degraded: None,
             ops_routes: false,
+            embedded_agent: false,
         }
     }
 }
@@ -217,19 +222,25 @@ impl Stack {
                 }
             }
         }
-        std::fs::write(path("agent-config.yaml"), agent_yaml)?;
+        std::fs::write(path("agent-config.yaml"), &agent_yaml)?;
         std::fs::create_dir(path("data"))?;
         std::fs::write(
             path("data/data.json"),
             serde_json::to_vec_pretty(&agent_options.data)?,
         )?;
-        let agent = start_agent(
-            &agent_bin,
-            &path("agent-config.yaml"),
-            &agent_socket,
-            &path("agent.log"),
-        )
-        .await?;
+        let agent = if options.embedded_agent {
+            None
+        } else {
+            Some(
+                start_agent(
+                    &agent_bin,
+                    &path("agent-config.yaml"),
+                    &agent_socket,
+                    &path("agent.log"),
+                )
+                .await?,
+            )
+        };
 
         let upstream = Upstream::start().await?;
 
@@ -241,6 +252,12 @@ impl Stack {
             unknown_policy_route: options.unknown_policy_route,
             ops_routes: options.ops_routes,
         })?;
+        let mut kernel_config = kernel_config;
+        if options.embedded_agent {
+            // The agent's configuration, as the kernel config's section.
+            let agent: Value = serde_yaml_ng::from_str(&agent_yaml)?;
+            kernel_config["policy_kernel"]["embedded_agent"] = agent["agent_core"].clone();
+        }
         let kernel_config_path = path("kernel-config.yaml");
         write_atomically(
             &kernel_config_path,
@@ -252,6 +269,7 @@ impl Stack {
             .arg(&kernel_config_path)
             .args(["--log-format", "json", "--watch-interval-ms"])
             .arg(options.watch_interval_ms.to_string())
+            .args(options.embedded_agent.then_some("--embedded-agent"))
             .env_remove("RUST_LOG")
             .env_remove("POLICY_KERNEL_CONFIG");
         let mut kernel = ChildGuard::spawn("policy-kernel", command, &path("kernel.log"))?;
@@ -304,7 +322,7 @@ impl Stack {
         Ok(Self {
             envoy,
             kernel,
-            agent: Some(agent),
+            agent,
             journal,
             upstream,
             listener,

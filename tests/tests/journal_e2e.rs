@@ -129,7 +129,37 @@ async fn expect_verified(stack: &Stack) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_decision_through_envoy_is_recorded_once_with_its_reason() -> anyhow::Result<()> {
-    let stack = Stack::start(options()).await?;
+    records_every_decision_once(options()).await
+}
+
+/// The same with the agent core inside the kernel (`--embedded-agent`):
+/// the same answers and the same records, without a `policy-agent` process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_agent_records_every_decision_the_same_way() -> anyhow::Result<()> {
+    records_every_decision_once(StackOptions {
+        embedded_agent: true,
+        ..options()
+    })
+    .await
+}
+
+/// Sends denied and allowed requests of both spec routes through Envoy and
+/// checks each one's records in the journal: one per phase, with the
+/// decision, the deciding policy, the reason and no secret anywhere.
+async fn records_every_decision_once(options: StackOptions) -> anyhow::Result<()> {
+    let embedded = options.embedded_agent;
+    let stack = Stack::start(options).await?;
+    if embedded {
+        ensure!(
+            !stack.dir().join("agent.log").exists(),
+            "an embedded stack must not start policy-agent"
+        );
+        let log = std::fs::read_to_string(stack.dir().join("kernel.log"))?;
+        ensure!(
+            log.contains("agent core embedded"),
+            "the kernel should log its embedded agent:\n{log}"
+        );
+    }
     let mut expected: Vec<(String, Case)> = Vec::new();
     for round in 0..5 {
         let cases = [

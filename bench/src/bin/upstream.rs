@@ -19,6 +19,11 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+/// The allocator: fewer instructions per allocation than the system one on
+/// the decision path, which allocates and frees many small values.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The body of every answer (the shape of `policyctl up`'s demo upstream).
 const BODY: &str = r#"{"users":[{"id":1,"name":"alice","internal_id":"u-7f3a"},{"id":2,"name":"bob","internal_id":"u-91c2"}],"internal_id":"req-5d1e"}"#;
 

@@ -149,6 +149,7 @@ pub fn test_options() -> Options {
         reload_on_sighup: false,
         watch_interval: Some(Duration::from_millis(50)),
         shutdown_grace: Duration::from_secs(2),
+        ..Options::default()
     }
 }
 

@@ -8,11 +8,23 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_route_authenticates_transforms_and_rate_limits() -> anyhow::Result<()> {
+    users_route(false).await
+}
+
+/// The same behaviour with the agent core inside the kernel
+/// (`policy-kernel --embedded-agent`, no Unix socket hop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_route_behaves_the_same_with_the_embedded_agent() -> anyhow::Result<()> {
+    users_route(true).await
+}
+
+async fn users_route(embedded_agent: bool) -> anyhow::Result<()> {
     // A bucket of 3 that refills one token per 100 s: nothing refills
     // while the test runs.
     let stack = Stack::start(StackOptions {
         users_requests_per_second: 0.01,
         users_burst: 3,
+        embedded_agent,
         ..options()
     })
     .await?;

@@ -21,11 +21,21 @@ pub fn register(m: &mut builtins::BuiltinsMap<&'static str, builtins::BuiltinFcn
 fn concat(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "array.concat";
     ensure_args_count(span, name, params, args, 2)?;
-    let mut v1 = ensure_array(name, operand(params, 0), args[0].clone())?;
-    let mut v2 = ensure_array(name, operand(params, 1), args[1].clone())?;
+    let v1 = ensure_array(name, operand(params, 0), args[0].clone())?;
+    let v2 = ensure_array(name, operand(params, 1), args[1].clone())?;
 
-    Rc::make_mut(&mut v1).append(Rc::make_mut(&mut v2));
-    Ok(Value::Array(v1))
+    // policy-engine patch: an empty operand gives the other one itself, and
+    // otherwise one exact-size allocation (no copy of either operand first).
+    if v2.is_empty() {
+        return Ok(Value::Array(v1));
+    }
+    if v1.is_empty() {
+        return Ok(Value::Array(v2));
+    }
+    let mut out = alloc::vec::Vec::with_capacity(v1.len() + v2.len());
+    out.extend(v1.iter().cloned());
+    out.extend(v2.iter().cloned());
+    Ok(Value::from(out))
 }
 
 fn reverse(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {

@@ -333,22 +333,33 @@ fn keys(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Res
     Ok(Value::from_set(obj.keys().cloned().collect()))
 }
 
+// policy-engine patch: `object.remove` returns its operand itself when no
+// key is removed, and otherwise builds the result from the kept entries in
+// one pass (instead of a deep copy thawed into a map, then pruned).
 fn remove(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
     let name = "object.remove";
     ensure_args_count(span, name, params, args, 2)?;
-    let mut obj = ensure_object(name, operand(params, 0), args[0].clone())?;
-    let obj_ref = Rc::make_mut(&mut obj);
-    match &args[1] {
+    let obj = ensure_object(name, operand(params, 0), args[0].clone())?;
+    let array_keys: BTreeSet<&Value>;
+    let removed: &dyn Fn(&Value) -> bool = match &args[1] {
+        Value::Array(a) if a.len() <= 8 => &|k| a.iter().any(|x| x.cmp(k).is_eq()),
         Value::Array(a) => {
-            let keys: BTreeSet<&Value> = a.iter().collect();
-            obj_ref.retain(|k, _| !keys.contains(k))
+            array_keys = a.iter().collect();
+            &|k| array_keys.contains(k)
         }
-        Value::Set(s) => obj_ref.retain(|k, _| !s.contains(k)),
-        Value::Object(o) => obj_ref.retain(|k, _| !o.contains_key(k)),
+        Value::Set(s) => &|k| s.contains(k),
+        Value::Object(o) => &|k| o.contains_key(k),
         _ => bail!(span.error(format!("`{name}` requires array/object/set argument").as_str())),
     };
-
-    Ok(Value::Object(obj))
+    if !obj.iter().any(|(k, _)| removed(k)) {
+        return Ok(Value::Object(obj));
+    }
+    let kept: Vec<(Value, Value)> = obj
+        .iter_sorted()
+        .filter(|(k, _)| !removed(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(Value::Object(Rc::new(Object::from_sorted_entries(kept))))
 }
 
 // policy-engine patch: `object.subset` as OPA's `builtinObjectSubset`:
@@ -403,20 +414,47 @@ fn subset(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> R
     }))
 }
 
+// policy-engine patch: the union is a merge of the two sorted entry
+// sequences into a new object (one allocation), or an operand itself when
+// the other is empty, instead of a deep copy of `obj1` thawed into a map.
 fn union(obj1: &Value, obj2: &Value) -> Result<Value> {
     match (obj1, obj2) {
         (Value::Object(m1), Value::Object(m2)) => {
-            let mut u = obj1.clone();
-            let um = u.as_object_mut()?;
-
-            for (key2, value2) in m2.iter() {
-                let vm = match m1.get(key2) {
-                    Some(value1) => union(value1, value2)?,
-                    _ => value2.clone(),
-                };
-                um.insert(key2.clone(), vm);
+            if m2.is_empty() {
+                return Ok(obj1.clone());
             }
-            Ok(u)
+            if m1.is_empty() {
+                return Ok(obj2.clone());
+            }
+            let mut out: Vec<(Value, Value)> = Vec::with_capacity(m1.len() + m2.len());
+            let mut a = m1.iter_sorted().peekable();
+            let mut b = m2.iter_sorted().peekable();
+            loop {
+                let order = match (a.peek(), b.peek()) {
+                    (Some((k1, _)), Some((k2, _))) => k1.cmp(k2),
+                    (Some(_), None) => core::cmp::Ordering::Less,
+                    (None, Some(_)) => core::cmp::Ordering::Greater,
+                    (None, None) => break,
+                };
+                match order {
+                    core::cmp::Ordering::Less => {
+                        if let Some((k, v)) = a.next() {
+                            out.push((k.clone(), v.clone()));
+                        }
+                    }
+                    core::cmp::Ordering::Greater => {
+                        if let Some((k, v)) = b.next() {
+                            out.push((k.clone(), v.clone()));
+                        }
+                    }
+                    core::cmp::Ordering::Equal => {
+                        if let (Some((k, v1)), Some((_, v2))) = (a.next(), b.next()) {
+                            out.push((k.clone(), union(v1, v2)?));
+                        }
+                    }
+                }
+            }
+            Ok(Value::Object(Rc::new(Object::from_sorted_entries(out))))
         }
         _ => Ok(obj2.clone()),
     }

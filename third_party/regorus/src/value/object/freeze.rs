@@ -52,6 +52,20 @@ impl Object {
         }
     }
 
+    /// policy-engine patch: an object from entries already strictly sorted
+    /// by key and deduplicated (as `iter_sorted` yields them), in compact
+    /// storage with one allocation.
+    pub(crate) fn from_sorted_entries(v: Vec<(Value, Value)>) -> Self {
+        if v.is_empty() {
+            return Self::new();
+        }
+        let boxed = v.into_boxed_slice();
+        debug_assert_sorted_dedup(&boxed);
+        Self {
+            repr: Repr::Frozen(boxed),
+        }
+    }
+
     pub(super) fn thawed_repr(v: Box<[(Value, Value)]>) -> Repr {
         debug_assert_sorted_dedup(&v);
         if v.is_empty() {
