@@ -97,11 +97,12 @@ fn listing(dir: &Path, rule: &str) -> anyhow::Result<()> {
     }
     let host: Vec<(&str, usize)> = NativeBuiltins::signatures().collect();
     let policy = engine.compile_with_entrypoint(&rule.into())?;
-    let program = regorus::languages::rego::compiler::Compiler::compile_from_policy_with_host_await(
-        &policy,
-        &[rule],
-        &host,
-    )?;
+    let program =
+        regorus::languages::rego::compiler::Compiler::compile_from_policy_with_host_await(
+            &policy,
+            &[rule],
+            &host,
+        )?;
     let config = regorus::rvm::program::AssemblyListingConfig::default();
     println!(
         "{}",

@@ -16,6 +16,7 @@ pub mod degraded;
 mod error;
 mod journal;
 mod lifecycle;
+pub mod logging;
 mod policyset;
 mod records;
 mod registry;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
+use policy_agent::logging::LogFormat;
 use policy_agent::{Agent, AgentConfig};
 
 /// The allocator: fewer instructions per allocation than the system one on
@@ -24,9 +25,10 @@ struct Args {
     /// Listen on this socket instead of the config's `socket_path`.
     #[arg(long)]
     socket: Option<PathBuf>,
-    /// Log output format.
-    #[arg(long, default_value = "pretty", value_parser = ["pretty", "json"])]
-    log_format: String,
+    /// Log output format: `json` (one object per line: timestamp, level,
+    /// component, request_id, message, metadata) or `pretty`.
+    #[arg(long, default_value = "pretty")]
+    log_format: LogFormat,
 }
 
 #[tokio::main]
@@ -44,7 +46,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    init_logging(&config.log_level, &args.log_format);
+    policy_agent::logging::init("agent", args.log_format, &config.log_level);
     match run(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -78,18 +80,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
-fn init_logging(level: &str, format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }

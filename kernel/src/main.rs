@@ -8,20 +8,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use policy_agent::logging::LogFormat;
 use policy_kernel::{Kernel, KernelConfig, KernelError, Options};
-use tracing_subscriber::EnvFilter;
 
 /// The allocator: fewer instructions per allocation than the system one on
 /// the decision path, which allocates and frees many small values.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Json,
-    Pretty,
-}
 
 /// The Envoy ext_proc server of policy-engine.
 #[derive(Debug, Parser)]
@@ -32,7 +26,7 @@ struct Args {
     config: PathBuf,
     /// Log format on stderr; the level is `observability.log_level`
     /// unless RUST_LOG is set.
-    #[arg(long, value_enum, default_value = "json")]
+    #[arg(long, default_value = "json")]
     log_format: LogFormat,
     /// How often to check the config file for changes, in milliseconds
     /// (0: only SIGHUP reloads).
@@ -45,21 +39,6 @@ struct Args {
     #[arg(long, value_name = "AGENT_CONFIG", num_args = 0..=1)]
     #[allow(clippy::option_option)]
     embedded_agent: Option<Option<PathBuf>>,
-}
-
-fn init_logs(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
-        LogFormat::Pretty => builder.init(),
-    }
 }
 
 async fn shutdown_signal() {
@@ -116,7 +95,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logs(args.log_format, &level);
+    policy_agent::logging::init("kernel", args.log_format, &level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -77,8 +77,18 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
                 continue;
             };
             if v["message"] == "listening" {
-                assert!(v["ext_proc"].as_str().unwrap().starts_with("127.0.0.1:"));
-                return v["metrics"].as_str().unwrap().parse().unwrap();
+                // The log format of spec §7.2.
+                assert_eq!(v["component"], "kernel", "{v}");
+                assert_eq!(v["level"], "info", "{v}");
+                assert!(v["timestamp"].as_str().is_some(), "{v}");
+                let fields = &v["metadata"];
+                assert!(
+                    fields["ext_proc"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("127.0.0.1:")
+                );
+                return fields["metrics"].as_str().unwrap().parse().unwrap();
             }
         }
     })

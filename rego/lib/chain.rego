@@ -76,7 +76,7 @@ fast_next(acc, r, name) := out if {
 	is_string(sk)
 	m := r.metadata
 	is_object(m)
-	ctx = _apply_changes(acc.ctx, {lower(hk): h.value}, {sk: st.value})
+	ctx = _apply_pair(acc.ctx, lower(hk), h.value, sk, st.value)
 	out := {
 		"ctx": ctx,
 		"instructions": array.concat(acc.instructions, instrs),
@@ -141,6 +141,24 @@ _apply_changes(ctx, hs, ss) := out if {
 		"state": object.union(object.remove(state, ss), ss),
 	})
 }
+
+# _apply_changes(ctx, {hk: hv}, {sk: sv}) in one recursive object.union,
+# when that gives the same context: the message exists with a body (which
+# _apply_changes would otherwise add as ""), and neither value is an object
+# (object.union merges objects where _apply_changes replaces). Undefined
+# otherwise.
+_apply_pair(ctx, hk, hv, sk, sv) := out if {
+	is_object(ctx)
+	t := {true: "response", false: "request"}[object.get(ctx, "phase", null) == "response"]
+	msg := ctx[t]
+	is_object(msg)
+	_ = msg.body
+	is_object(object.get(msg, "headers", {}))
+	is_object(object.get(ctx, "state", {}))
+	not is_object(hv)
+	not is_object(sv)
+	out := object.union(ctx, {t: {"headers": {hk: hv}}, "state": {sk: sv}})
+} else := _apply_changes(ctx, {hk: hv}, {sk: sv})
 
 # One instruction's header change ({} for SET_STATE); undefined for any
 # other instruction.

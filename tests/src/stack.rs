@@ -559,7 +559,7 @@ async fn kernel_addresses(kernel: &mut ChildGuard) -> anyhow::Result<(SocketAddr
                         continue;
                     }
                     let addr = |field: &str| -> anyhow::Result<SocketAddr> {
-                        let text = v[field].as_str().unwrap_or_default();
+                        let text = v["metadata"][field].as_str().unwrap_or_default();
                         text.parse()
                             .with_context(|| format!("kernel `{field}` address `{text}`"))
                     };
