@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use policy_proto::agent::health_response::ServingStatus;
 use policy_proto::agent::policy_agent_client::PolicyAgentClient;
 use policy_proto::agent::{
-    ChainToPrepare, GetAgentConfigRequest, HealthRequest, JournalStatus, PolicyInfo, PolicyPhase,
+    ChainToPrepare, GetAgentConfigRequest, HealthRequest, HealthResponse, PolicyInfo, PolicyPhase,
     PolicyRequest, PolicyResponse, PrepareChainsRequest,
 };
 use tokio::sync::mpsc::UnboundedSender;
@@ -209,9 +209,8 @@ impl AgentHandle {
         Ok(discovery)
     }
 
-    /// One `Health` call: the agent's policy revision when it answers
-    /// SERVING in time.
-    async fn health(&self) -> Result<(String, Option<JournalStatus>), String> {
+    /// One `Health` call: the agent's answer when it is SERVING in time.
+    async fn health(&self) -> Result<HealthResponse, String> {
         let mut client = self.client.clone();
         match tokio::time::timeout(self.timeout(), client.health(HealthRequest {})).await {
             Err(_) => Err(format!(
@@ -219,10 +218,7 @@ impl AgentHandle {
                 self.entry.timeout_ms
             )),
             Ok(Err(status)) => Err(self.classify(status).to_string()),
-            Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32 => {
-                let r = r.into_inner();
-                Ok((r.policy_revision, r.journal))
-            }
+            Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32 => Ok(r.into_inner()),
             Ok(Ok(r)) => Err(format!("agent reports status {}", r.get_ref().status)),
         }
     }
@@ -235,7 +231,7 @@ impl AgentHandle {
     }
 
     /// `GetAgentConfig` then `Health`; the flag says whether discovery succeeded.
-    async fn rediscover(&self) -> (bool, Result<(String, Option<JournalStatus>), String>) {
+    async fn rediscover(&self) -> (bool, Result<HealthResponse, String>) {
         match self.discover().await {
             Ok(_) => (true, self.health().await),
             Err(e) => (false, Err(e.to_string())),
@@ -251,8 +247,8 @@ impl AgentHandle {
             self.rediscover().await
         } else {
             match self.health().await {
-                Ok((revision, _)) if self.is_stale(&revision) => {
-                    tracing::info!(agent = %self.entry.name, %revision, "agent policy revision changed: rediscovering");
+                Ok(r) if self.is_stale(&r.policy_revision) => {
+                    tracing::info!(agent = %self.entry.name, revision = %r.policy_revision, "agent policy revision changed: rediscovering");
                     self.rediscover().await
                 }
                 other => (false, other),
@@ -262,9 +258,12 @@ impl AgentHandle {
         self.healthy.store(healthy, Ordering::Relaxed);
         metrics.set_agent_health(&self.entry.name, healthy);
         match result {
-            Ok((_, journal)) => {
-                if let Some(j) = journal {
-                    metrics.set_agent_journal(&self.entry.name, &j);
+            Ok(health) => {
+                if let Some(j) = &health.journal {
+                    metrics.set_agent_journal(&self.entry.name, j);
+                }
+                if let Some(m) = health.metrics {
+                    metrics.set_agent_metrics(&self.entry.name, m);
                 }
                 self.last_error.store(None);
                 if !was_healthy {
