@@ -14,6 +14,7 @@ mod context;
 mod data;
 pub mod degraded;
 mod error;
+mod histogram;
 mod journal;
 mod metrics;
 mod policyset;
