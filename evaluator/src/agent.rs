@@ -18,10 +18,11 @@ use policy_rego::Phase;
 use crate::builtins::{NativeBuiltins, RateLimiter, RateLimiterConfig, RecordedCall};
 use crate::chain::{ChainSpec, OnFailure};
 use crate::config::AgentConfig;
-use crate::context::{InputLimits, build_input, decision_to_response, error_response};
+use crate::context::{InputLimits, build_input, decision_to_response_with_skips, error_response};
 use crate::degraded::{Decision, DegradedState, Emergency, EmergencyChange, EmergencyError};
 use crate::error::{EvalError, SetupError};
 use crate::journal::{Journal, RecordError};
+use crate::metrics::Progress;
 use crate::policyset::{CompiledChain, EngineStats, PolicySet};
 use crate::records::build_record;
 use crate::registry::PolicyRegistry;
@@ -148,7 +149,8 @@ impl Agent {
         }
     }
 
-    /// Engine counters (compiled chains, VM fallbacks, evaluations, panics).
+    /// Engine counters (compiled chains, VM fallbacks, evaluations, panics)
+    /// and the decision metrics of spec §7.1.
     pub fn stats(&self) -> &EngineStats {
         &self.stats
     }
@@ -199,6 +201,7 @@ impl Agent {
         let started = Instant::now();
         let set = self.policies();
         let special = self.special_mode(&set, req);
+        let mut progress = Progress::default();
         let result = match &special {
             Some((_, Decision::Degraded(Verdict::Deny { tier, reason }))) => {
                 Err(EvalError::DegradedDenied {
@@ -206,9 +209,18 @@ impl Agent {
                     reason: reason.clone(),
                 })
             }
-            _ => self.run(&set, req),
+            _ => self.run(&set, req, &mut progress),
         };
         let duration = started.elapsed();
+        if self.config.metrics_enabled {
+            self.stats.metrics.count(
+                set.registry(),
+                req,
+                &progress,
+                result.as_ref().map(|(r, ..)| r.outcomes.as_slice()),
+                duration,
+            );
+        }
         let mut exec = match result {
             Ok((response, engine, recorded)) => Execution {
                 response,
@@ -416,10 +428,12 @@ impl Agent {
         self.chain(&set, &req, phase).map(|_| ())
     }
 
+    /// Evaluates the request's chain, noting in `progress` how far it got.
     fn run(
         &self,
         set: &PolicySet,
         req: &PolicyRequest,
+        progress: &mut Progress,
     ) -> Result<(PolicyResponse, EnginePath, Vec<RecordedCall>), EvalError> {
         let timeout = self.deadline(req)?;
         let phase = match PolicyPhase::try_from(req.phase) {
@@ -432,7 +446,7 @@ impl Agent {
                 )));
             }
         };
-        let chain = self.chain(set, req, phase)?;
+        let chain: &Arc<CompiledChain> = progress.chain.insert(self.chain(set, req, phase)?);
         let input = build_input(
             req,
             InputLimits {
@@ -440,12 +454,14 @@ impl Agent {
                 max_state_size_bytes: self.config.max_state_size_bytes,
             },
         )?;
-        let eval = worker::evaluate(set, &chain, input, timeout)?;
-        let response = decision_to_response(
+        progress.evaluated = true;
+        let eval = worker::evaluate(set, chain, input, timeout)?;
+        let (response, skipped) = decision_to_response_with_skips(
             &req.request_id,
             &eval.decision,
             self.config.max_state_size_bytes,
         )?;
+        progress.skipped = skipped;
         Ok((response, eval.path, eval.recorded))
     }
 

@@ -71,7 +71,8 @@ struct RawPolicies {
 struct RawObservability {
     /// `error`, `warn`, `info`, `debug` or `trace` (default `info`).
     log_level: String,
-    /// Default true.
+    /// Count the decision metrics of spec §7.1 and report them in health
+    /// answers (default true).
     metrics_enabled: bool,
 }
 

@@ -353,6 +353,16 @@ pub fn decision_to_response(
     decision: &Value,
     max_state_size_bytes: usize,
 ) -> Result<PolicyResponse, EvalError> {
+    decision_to_response_with_skips(request_id, decision, max_state_size_bytes).map(|(r, _)| r)
+}
+
+/// [`decision_to_response`], and which outcomes were `SKIPPED` (bit `i` for
+/// outcome `i`, the first 64): the protocol reports them as `OK`.
+pub(crate) fn decision_to_response_with_skips(
+    request_id: &str,
+    decision: &Value,
+    max_state_size_bytes: usize,
+) -> Result<(PolicyResponse, u64), EvalError> {
     if !matches!(decision, Value::Object(_)) {
         return Err(malformed(format!(
             "decision must be an object, got {decision}"
@@ -390,17 +400,23 @@ pub fn decision_to_response(
             limit: max_state_size_bytes,
         });
     }
+    let mut skipped = 0u64;
     let outcomes = array_field(decision, "outcomes")?
         .iter()
-        .map(|o| {
+        .enumerate()
+        .map(|(i, o)| {
+            let status = string_field(o, "status", None)?;
+            if status == "SKIPPED" && i < 64 {
+                skipped |= 1 << i;
+            }
             Ok(PolicyOutcome {
-                code: status_code(&string_field(o, "status", None)?) as i32,
+                code: status_code(&status) as i32,
                 policy_name: string_field(o, "policy", None)?,
                 message: string_field(o, "message", Some(""))?,
             })
         })
         .collect::<Result<Vec<_>, EvalError>>()?;
-    Ok(PolicyResponse {
+    let response = PolicyResponse {
         request_id: request_id.to_string(),
         instructions,
         status: Some(ResponseStatus {
@@ -411,7 +427,8 @@ pub fn decision_to_response(
         metadata,
         state_json,
         outcomes,
-    })
+    };
+    Ok((response, skipped))
 }
 
 /// A metadata value as text: strings as they are, null as empty, anything

@@ -18,6 +18,7 @@ use regorus::{Engine, Value};
 use crate::builtins::NativeBuiltins;
 use crate::chain::{self, ChainSpec};
 use crate::error::{EvalError, SetupError};
+use crate::metrics::{ChainMetrics, DecisionMetrics};
 use crate::registry::PolicyRegistry;
 
 static NEXT_SET_ID: AtomicU64 = AtomicU64::new(1);
@@ -40,6 +41,8 @@ pub struct CompiledChain {
     /// The generated module.
     pub source: String,
     pub(crate) exec: Exec,
+    /// The chain's counters, resolved at compile time.
+    pub(crate) metrics: ChainMetrics,
 }
 
 impl CompiledChain {
@@ -57,7 +60,8 @@ impl CompiledChain {
     }
 }
 
-/// Counters of the evaluation engine.
+/// Counters of the evaluation engine, and the decision metrics of the
+/// chains compiled with it.
 #[derive(Debug, Default)]
 pub struct EngineStats {
     pub chains_compiled: AtomicU64,
@@ -65,6 +69,8 @@ pub struct EngineStats {
     pub vm_evaluations: AtomicU64,
     pub interpreter_evaluations: AtomicU64,
     pub panics: AtomicU64,
+    /// Spec §7.1 metrics; they outlive policy snapshots.
+    pub metrics: DecisionMetrics,
 }
 
 /// Modules, data and compiled chains of one policy revision.
@@ -185,6 +191,7 @@ impl PolicySet {
             rule: rule.to_string(),
             source: String::new(),
             exec,
+            metrics: ChainMetrics::default(),
         }))
     }
 
@@ -251,6 +258,7 @@ impl PolicySet {
             rule,
             source,
             exec,
+            metrics: self.stats.metrics.chain(&self.registry, spec),
         })
     }
 }

@@ -144,6 +144,11 @@ impl PolicyAgent for AgentService {
             status: ServingStatus::Serving as i32,
             policy_revision: self.agent.policies().revision().to_string(),
             journal,
+            metrics: self
+                .agent
+                .config()
+                .metrics_enabled
+                .then(|| self.agent.stats().metrics.snapshot()),
         }))
     }
 }

@@ -21,7 +21,7 @@ use policy_proto::agent::policy_agent_client::PolicyAgentClient;
 use policy_proto::agent::policy_agent_server::PolicyAgent;
 use policy_proto::agent::{
     ChainToPrepare, GetAgentConfigRequest, GetAgentConfigResponse, HealthRequest, HealthResponse,
-    JournalStatus, PolicyInfo, PolicyPhase, PolicyRequest, PolicyResponse, PrepareChainsRequest,
+    PolicyInfo, PolicyPhase, PolicyRequest, PolicyResponse, PrepareChainsRequest,
     PrepareChainsResponse,
 };
 use tokio::sync::mpsc::UnboundedSender;
@@ -276,18 +276,15 @@ impl AgentHandle {
         Ok(discovery)
     }
 
-    /// One `Health` call: the agent's policy revision when it answers
-    /// SERVING in time.
-    async fn health(&self) -> Result<(String, Option<JournalStatus>), String> {
+    /// One `Health` call: the agent's answer when it is SERVING in time.
+    async fn health(&self) -> Result<HealthResponse, String> {
         match tokio::time::timeout(self.timeout(), self.transport.health()).await {
             Err(_) => Err(format!(
                 "health check timed out after {} ms",
                 self.entry.timeout_ms
             )),
             Ok(Err(status)) => Err(self.classify(status).to_string()),
-            Ok(Ok(r)) if r.status == ServingStatus::Serving as i32 => {
-                Ok((r.policy_revision, r.journal))
-            }
+            Ok(Ok(r)) if r.status == ServingStatus::Serving as i32 => Ok(r),
             Ok(Ok(r)) => Err(format!("agent reports status {}", r.status)),
         }
     }
@@ -300,7 +297,7 @@ impl AgentHandle {
     }
 
     /// `GetAgentConfig` then `Health`; the flag says whether discovery succeeded.
-    async fn rediscover(&self) -> (bool, Result<(String, Option<JournalStatus>), String>) {
+    async fn rediscover(&self) -> (bool, Result<HealthResponse, String>) {
         match self.discover().await {
             Ok(_) => (true, self.health().await),
             Err(e) => (false, Err(e.to_string())),
@@ -316,8 +313,8 @@ impl AgentHandle {
             self.rediscover().await
         } else {
             match self.health().await {
-                Ok((revision, _)) if self.is_stale(&revision) => {
-                    tracing::info!(agent = %self.entry.name, %revision, "agent policy revision changed: rediscovering");
+                Ok(r) if self.is_stale(&r.policy_revision) => {
+                    tracing::info!(agent = %self.entry.name, revision = %r.policy_revision, "agent policy revision changed: rediscovering");
                     self.rediscover().await
                 }
                 other => (false, other),
@@ -327,9 +324,12 @@ impl AgentHandle {
         self.healthy.store(healthy, Ordering::Relaxed);
         metrics.set_agent_health(&self.entry.name, healthy);
         match result {
-            Ok((_, journal)) => {
-                if let Some(j) = journal {
-                    metrics.set_agent_journal(&self.entry.name, &j);
+            Ok(health) => {
+                if let Some(j) = &health.journal {
+                    metrics.set_agent_journal(&self.entry.name, j);
+                }
+                if let Some(m) = health.metrics {
+                    metrics.set_agent_metrics(&self.entry.name, m);
                 }
                 self.last_error.store(None);
                 if !was_healthy {

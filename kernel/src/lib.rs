@@ -15,11 +15,13 @@
 //! Embed it with [`run`], or [`Kernel::bind_with`] then [`Kernel::serve`]
 //! to learn the bound addresses first.
 
+mod agent_metrics;
 mod agents;
 mod config;
 mod context;
 mod convert;
 mod decision;
+mod exposition;
 mod extproc;
 mod kernel;
 mod metrics;

@@ -3,11 +3,15 @@
 //! `policy_kernel_request_duration_seconds{route, agent}`,
 //! `policy_kernel_agent_health{agent}`,
 //! `policy_kernel_agent_timeouts_total{agent}`,
-//! `policy_kernel_config_reload_total{status}`.
+//! `policy_kernel_config_reload_total{status}`; the agents' own metrics of
+//! §7.1 from their health answers (see `agent_metrics`), and their journal
+//! and degraded-mode state. Written in the Prometheus text format 0.0.4
+//! (see `exposition`).
 //!
 //! Label values are bounded: `route` is a configured route name (or
 //! `default` / `none`), never a name taken from a request.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -18,6 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::agent_metrics::AgentReports;
 use crate::decision::Outcome;
 
 /// `route`, `agent` and `status` of one evaluated phase.
@@ -71,6 +76,7 @@ pub struct Metrics {
     agent_timeouts: Family<AgentLabels, Counter>,
     reloads: Family<StatusLabels, Counter>,
     journal: JournalGauges,
+    agents: Arc<AgentReports>,
 }
 
 impl Default for Metrics {
@@ -119,6 +125,8 @@ impl Metrics {
             reloads.clone(),
         );
         let journal = JournalGauges::register(&mut registry);
+        let agents = Arc::new(AgentReports::default());
+        registry.register_collector(Box::new(agents.clone()));
         for status in ["success", "failure"] {
             let _ = reloads.get_or_create(&StatusLabels {
                 status: status.into(),
@@ -132,7 +140,13 @@ impl Metrics {
             agent_timeouts,
             reloads,
             journal,
+            agents,
         }
+    }
+
+    /// The metrics an agent reported in its last health check.
+    pub fn set_agent_metrics(&self, agent: &str, report: policy_proto::agent::AgentMetrics) {
+        self.agents.set(agent, report);
     }
 
     /// The decision-journal state an agent reported in its last health check.
@@ -233,6 +247,7 @@ impl Metrics {
         self.agent_health.remove(&labels);
         self.agent_timeouts.remove(&labels);
         self.journal.remove(&labels);
+        self.agents.remove(agent);
     }
 
     /// Counts a reload (`success` or `failure`).
@@ -245,19 +260,17 @@ impl Metrics {
             .inc();
     }
 
-    /// The OpenMetrics text exposition (Prometheus scrapes it as is).
+    /// The exposition in the Prometheus text format 0.0.4
+    /// ([`crate::exposition::CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            // Writing to a String cannot fail; keep whatever was written.
-            tracing::warn!("metrics encoding failed");
-        }
-        out
+        crate::exposition::encode(&self.registry)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use policy_proto::agent::{AgentMetrics, ExecutionCount, FailureCount, Histogram};
+
     use super::*;
 
     #[test]
@@ -287,6 +300,7 @@ mod tests {
             "policy_kernel_agent_timeouts_total{agent=\"default-agent\"} 1",
             "policy_kernel_config_reload_total{status=\"failure\"} 1",
             "policy_kernel_config_reload_total{status=\"success\"} 0",
+            "# HELP policy_kernel_requests_total Evaluated phases by route, agent and outcome.\n# TYPE policy_kernel_requests_total counter\n",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
@@ -300,6 +314,75 @@ mod tests {
             !m.encode()
                 .contains("policy_kernel_agent_health{agent=\"default-agent\"}")
         );
+    }
+
+    fn agent_report() -> AgentMetrics {
+        AgentMetrics {
+            executions: vec![ExecutionCount {
+                policy: "apiKeyAuth".into(),
+                status: "denied".into(),
+                count: 3,
+            }],
+            failures: vec![FailureCount {
+                policy: "apiKeyAuth".into(),
+                reason: "timeout".into(),
+                count: 1,
+            }],
+            execution_durations: vec![Histogram {
+                label: "apiKeyAuth,rateLimit".into(),
+                upper_bounds: vec![0.00001, 0.001],
+                counts: vec![1, 2, 1],
+                sum: 0.5,
+            }],
+            context_sizes: vec![
+                Histogram {
+                    label: "request".into(),
+                    upper_bounds: vec![256.0],
+                    counts: vec![4, 0],
+                    sum: 400.0,
+                },
+                Histogram {
+                    label: "response".into(),
+                    upper_bounds: vec![256.0, 128.0],
+                    counts: vec![0, 0, 0],
+                    sum: 0.0,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn agent_reports_are_exposed_with_an_agent_label() {
+        let m = Metrics::new();
+        assert!(
+            !m.encode().contains("policy_agent_executions"),
+            "no family before the first report"
+        );
+        m.set_agent_metrics("a1", agent_report());
+        let text = m.encode();
+        for needle in [
+            "# TYPE policy_agent_executions_total counter\n",
+            "policy_agent_executions_total{agent=\"a1\",policy=\"apiKeyAuth\",status=\"denied\"} 3\n",
+            "# TYPE policy_agent_policy_failures_total counter\n",
+            "policy_agent_policy_failures_total{agent=\"a1\",policy=\"apiKeyAuth\",reason=\"timeout\"} 1\n",
+            "# TYPE policy_agent_execution_duration_seconds histogram\n",
+            "policy_agent_execution_duration_seconds_bucket{le=\"0.00001\",agent=\"a1\",policy=\"apiKeyAuth,rateLimit\"} 1\n",
+            "policy_agent_execution_duration_seconds_bucket{le=\"0.001\",agent=\"a1\",policy=\"apiKeyAuth,rateLimit\"} 3\n",
+            "policy_agent_execution_duration_seconds_bucket{le=\"+Inf\",agent=\"a1\",policy=\"apiKeyAuth,rateLimit\"} 4\n",
+            "policy_agent_execution_duration_seconds_count{agent=\"a1\",policy=\"apiKeyAuth,rateLimit\"} 4\n",
+            "policy_agent_execution_duration_seconds_sum{agent=\"a1\",policy=\"apiKeyAuth,rateLimit\"} 0.5\n",
+            "# TYPE policy_agent_context_size_bytes histogram\n",
+            "policy_agent_context_size_bytes_count{agent=\"a1\",type=\"request\"} 4\n",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        assert!(
+            !text.contains("type=\"response\""),
+            "a histogram with unordered bounds is left out"
+        );
+        assert!(!text.contains("# EOF"));
+        m.remove_agent("a1");
+        assert!(!m.encode().contains("policy_agent_executions"));
     }
 }
 

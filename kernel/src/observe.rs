@@ -123,7 +123,7 @@ fn answer(state: &State, method: &Method, path: &str) -> hyper::Response<Full<By
         }
         _ => reply(
             StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            crate::exposition::CONTENT_TYPE,
             state.metrics.encode(),
         ),
     }

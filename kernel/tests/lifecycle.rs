@@ -51,15 +51,14 @@ async fn health_and_metrics_endpoints() {
     let (status, text) = http_get(kernel.metrics, "/metrics").await;
     assert_eq!(status, 200);
     for needle in [
-        "# TYPE policy_kernel_requests counter",
+        "# TYPE policy_kernel_requests_total counter",
         "policy_kernel_requests_total{route=\"/api/v1/users\",agent=\"default-agent\",status=\"denied\"} 1",
         "# TYPE policy_kernel_request_duration_seconds histogram",
         "policy_kernel_request_duration_seconds_count{route=\"/api/v1/users\",agent=\"default-agent\"} 1",
         "policy_kernel_agent_health{agent=\"default-agent\"} 1",
-        "# TYPE policy_kernel_agent_timeouts counter",
+        "# TYPE policy_kernel_agent_timeouts_total counter",
         "policy_kernel_config_reload_total{status=\"success\"} 0",
         "policy_kernel_config_reload_total{status=\"failure\"} 0",
-        "# EOF",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }

@@ -87,7 +87,7 @@ impl AgentOptions {
     fail_on_unknown: {fail}
   observability:
     log_level: {level}
-    metrics_enabled: false
+    metrics_enabled: true
   resource_limits:
     max_body_size_bytes: {body}
     max_state_size_bytes: {state}

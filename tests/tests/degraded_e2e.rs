@@ -329,6 +329,39 @@ async fn a_partition_runs_cached_tiers_records_them_degraded_and_replays_them() 
         Ok(())
     })
     .await?;
+    // A chain that degraded mode refuses counts as a failure of its
+    // policies; the whole exposition, mode, journal and degraded-mode
+    // metrics included, passes promtool.
+    let text = eventually("degraded denials as policy failures", WAIT, || async {
+        let m = stack.metrics().await?;
+        let denied = m.value(
+            "policy_agent_policy_failures_total",
+            &[
+                ("agent", AGENT_NAME),
+                ("policy", "twoPersonApproval"),
+                ("reason", "degraded_denied"),
+            ],
+        );
+        ensure!(
+            denied.is_some_and(|v| v >= 1.0),
+            "twoPersonApproval degraded_denied failures: {denied:?}"
+        );
+        Ok(m.text)
+    })
+    .await?;
+    for name in [
+        "policy_agent_mode",
+        "policy_agent_journal_connected",
+        "policy_agent_local_log_pending_records",
+        "policy_agent_degraded_decisions",
+        "policy_agent_executions_total",
+    ] {
+        ensure!(
+            text.contains(&format!("\n{name}{{")),
+            "no {name} in\n{text}"
+        );
+    }
+    policy_engine_tests::promtool::check_metrics(&text)?;
 
     // The agent restarted during the partition keeps the cached data and
     // the same behaviour.

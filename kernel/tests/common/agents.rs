@@ -215,6 +215,7 @@ impl PolicyAgent for FakeAgent {
             status: ServingStatus::Serving as i32,
             policy_revision: self.policies.lock().unwrap().1.clone(),
             journal: None,
+            metrics: None,
         }))
     }
 }

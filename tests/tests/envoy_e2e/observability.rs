@@ -1,4 +1,5 @@
-//! `/metrics` (the §7.1 names, labels from the configuration) after real
+//! `/metrics` (the §7.1 names of the kernel and of the agent, labels from
+//! the configuration, accepted by `promtool check metrics`) after real
 //! traffic, and `/health/*` while healthy and after the agent stops.
 
 use anyhow::ensure;
@@ -62,23 +63,58 @@ async fn metrics_and_health_follow_traffic_and_the_agent() -> anyhow::Result<()>
         expect_status(&stack, "unrouted", &r, 200)?;
     }
 
+    // The agent's own counts reach /metrics with its next health check.
+    let agent_expected = [
+        ("apiKeyAuth", "ok", 2.0),
+        ("apiKeyAuth", "denied", 1.0),
+        ("rateLimit", "ok", 2.0),
+        ("jwtValidation", "denied", 1.0),
+        ("roleCheck", "ok", 0.0),
+        ("allowAll", "ok", 2.0),
+        ("addSecurityHeaders", "ok", 2.0),
+        ("responseBodyTransform", "ok", 2.0),
+    ];
+    let stack_ref = &stack;
+    eventually(
+        "the agent's metrics in the kernel's /metrics",
+        CHANGE_DEADLINE,
+        || async move {
+            let m = stack_ref.metrics().await?;
+            for (policy, status, want) in agent_expected {
+                let got = m.value(
+                    "policy_agent_executions_total",
+                    &[
+                        ("agent", "default-agent"),
+                        ("policy", policy),
+                        ("status", status),
+                    ],
+                );
+                ensure!(got == Some(want), "{policy} {status}: {got:?}");
+            }
+            Ok(())
+        },
+    )
+    .await?;
+
     let response = stack.kernel_get("/metrics").await?;
     ensure!(
         response.status == 200
-            && response
-                .header("content-type")
-                .is_some_and(|t| t.starts_with("application/openmetrics-text"))
-            && response.text().ends_with("# EOF\n"),
+            && response.header("content-type") == Some("text/plain; version=0.0.4; charset=utf-8")
+            && !response.text().contains("# EOF"),
         "/metrics: {}",
         response.summary()
     );
+    policy_engine_tests::promtool::check_metrics(&response.text())?;
     let m = policy_engine_tests::stack::MetricsText::parse(&response.text());
     for (name, kind) in [
-        ("policy_kernel_requests", "counter"),
+        ("policy_kernel_requests_total", "counter"),
         ("policy_kernel_request_duration_seconds", "histogram"),
         ("policy_kernel_agent_health", "gauge"),
-        ("policy_kernel_agent_timeouts", "counter"),
-        ("policy_kernel_config_reload", "counter"),
+        ("policy_kernel_agent_timeouts_total", "counter"),
+        ("policy_kernel_config_reload_total", "counter"),
+        ("policy_agent_executions_total", "counter"),
+        ("policy_agent_execution_duration_seconds", "histogram"),
+        ("policy_agent_context_size_bytes", "histogram"),
     ] {
         ensure!(
             m.declares(name, kind),
@@ -124,6 +160,34 @@ async fn metrics_and_health_follow_traffic_and_the_agent() -> anyhow::Result<()>
             2.0,
         ),
         ("policy_kernel_agent_health", vec![agent], 1.0),
+        (
+            "policy_agent_execution_duration_seconds_count",
+            vec![agent, ("policy", "apiKeyAuth,rateLimit")],
+            3.0,
+        ),
+        (
+            "policy_agent_execution_duration_seconds_count",
+            vec![agent, ("policy", "jwtValidation,roleCheck")],
+            1.0,
+        ),
+        (
+            "policy_agent_execution_duration_seconds_count",
+            vec![
+                agent,
+                ("policy", "addSecurityHeaders,responseBodyTransform"),
+            ],
+            2.0,
+        ),
+        (
+            "policy_agent_context_size_bytes_count",
+            vec![agent, ("type", "request")],
+            6.0,
+        ),
+        (
+            "policy_agent_context_size_bytes_count",
+            vec![agent, ("type", "response")],
+            2.0,
+        ),
         ("policy_kernel_agent_timeouts_total", vec![agent], 0.0),
         (
             "policy_kernel_config_reload_total",
