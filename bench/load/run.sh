@@ -14,7 +14,12 @@
 #
 #   bench/load/run.sh [--duration 10s] [--warmup 3s] [--connections 32]
 #                     [--threads 2] [--rounds 1] [--envoy-concurrency N]
+#                     [--setups "noop embedded kernel journal"]
 #                     [--no-build] [--keep]
+#
+# --setups runs only the listed setups (the no-op is always measured first:
+# every ratio is to it). With a long --duration it is the memory-leak soak:
+# the report adds each process's RSS at the start and the end of the run.
 #
 # Everything listens on 127.0.0.1 on free ports (except the kernel's
 # /metrics + /health listener, which always binds all interfaces); every
@@ -34,6 +39,7 @@ CONNECTIONS=32
 THREADS=2
 ROUNDS=1
 ENVOY_CONCURRENCY=$(nproc)
+SETUPS="noop embedded kernel journal"
 BUILD=1
 KEEP=0
 
@@ -46,6 +52,7 @@ while [[ $# -gt 0 ]]; do
     --threads) THREADS=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --envoy-concurrency) ENVOY_CONCURRENCY=$2; shift 2 ;;
+    --setups) SETUPS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -118,6 +125,10 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 vm_hwm_kb() {    # peak resident set of PID, in kB
   awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
+}
+
+vm_rss_kb() {    # current resident set of PID, in kB
+  awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
 cpu_ticks() {    # user + system CPU time of PID, in clock ticks
@@ -309,7 +320,7 @@ to_ms() { awk -v v="$1" 'BEGIN {
   else printf "nan" }'; }
 
 # ---------------------------------------------------------------- measure
-declare -A RPS P50 P99 RSS RSS_DETAIL CPU CPU_DETAIL ERRS NAMES
+declare -A RPS P50 P99 RSS RSS_DETAIL CPU CPU_DETAIL ERRS NAMES GROWTH
 CLK_TCK=$(getconf CLK_TCK)
 
 measure() {      # measure noop|kernel ROUND
@@ -322,8 +333,19 @@ measure() {      # measure noop|kernel ROUND
   local -a t0=() t1=()
   for pid in "${SERVER_PIDS[@]}"; do t0+=("$(cpu_ticks "$pid")"); done
   out="$WORK/wrk-$setup-$round.txt"
+  # Resident set of each process every 5 s during the run (the leak check).
+  local samples="$WORK/rss-$setup-$round.txt"
+  ( while :; do
+      for i in "${!SERVER_PIDS[@]}"; do echo "${SERVER_NAMES[i]} $(vm_rss_kb "${SERVER_PIDS[i]}")"; done
+      sleep 5
+    done ) >"$samples" &
+  local sampler=$!
   wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency -H "X-API-Key: $API_KEY" "$URL" >"$out" 2>&1 \
     || die "wrk failed: $(cat "$out")"
+  kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+  for i in "${!SERVER_PIDS[@]}"; do echo "${SERVER_NAMES[i]} $(vm_rss_kb "${SERVER_PIDS[i]}")"; done >>"$samples"
+  GROWTH[$setup/$round]=$(awk '{ if (!($1 in first)) first[$1] = $2; last[$1] = $2; if ($2 > max[$1]) max[$1] = $2 }
+    END { for (p in first) printf "%s%s %.1f -> %.1f MB (max %.1f)", sep, p, first[p] / 1024, last[p] / 1024, max[p] / 1024; sep = "; " }' "$samples")
   for pid in "${SERVER_PIDS[@]}"; do
     kill -0 "$pid" 2>/dev/null || die "$setup: a server died under load (see $WORK)"
     t1+=("$(cpu_ticks "$pid")")
@@ -354,6 +376,7 @@ measure() {      # measure noop|kernel ROUND
   RSS_DETAIL[$key]=$detail
   log "$setup round $round: $requests requests, ${RPS[$key]} req/s, p50 ${P50[$key]} ms, p99 ${P99[$key]} ms, ${ERRS[$key]}"
   log "  Envoy ext_proc counters: $(envoy_extproc_stats)"
+  log "  RSS during the run (first sample -> last): ${GROWTH[$key]}"
   if [[ $setup == journal ]]; then
     # Every decision recorded: give the local log a moment to drain.
     sleep 2
@@ -370,11 +393,16 @@ measure() {      # measure noop|kernel ROUND
 
 log "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk, Envoy (--concurrency $ENVOY_CONCURRENCY), upstream and the ext_proc side share them"
 log "route $ROUTE, X-API-Key: $API_KEY; kernel config: rateLimit raised to $BIG/s, burst $BIG (deploy/local: 100/s, burst 20) so it never denies under load"
+RUN=(noop)
+for s in $SETUPS; do
+  case $s in
+    noop) ;;
+    embedded|kernel|journal) RUN+=("$s") ;;
+    *) die "--setups: unknown setup $s (noop, embedded, kernel, journal)" ;;
+  esac
+done
 for ((r = 1; r <= ROUNDS; r++)); do
-  measure noop "$r"
-  measure embedded "$r"
-  measure kernel "$r"
-  measure journal "$r"
+  for s in "${RUN[@]}"; do measure "$s" "$r"; done
 done
 
 # ---------------------------------------------------------------- report
@@ -397,30 +425,37 @@ NAMES=([noop]=no-op [embedded]=embedded [kernel]=kernel+agent [journal]="+ journ
 for ((r = 1; r <= ROUNDS; r++)); do
   n="noop/$r"
   printf "$fmt" "$r" no-op "${RPS[$n]}" "${P50[$n]}" "${P99[$n]}" "${RSS[$n]}" "${CPU[$n]}" "${ERRS[$n]}"
-  for s in embedded kernel journal; do
+  for s in "${RUN[@]:1}"; do
     k="$s/$r"
     printf "$fmt" "$r" "${NAMES[$s]}" "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" "${RSS[$k]} (${RSS_DETAIL[$k]})" "${CPU[$k]} (${CPU_DETAIL[$k]})" "${ERRS[$k]}"
     printf "$fmt" "$r" "ratio to no-op" "$(ratio "${RPS[$k]}" "${RPS[$n]}")" "$(ratio "${P50[$k]}" "${P50[$n]}")" \
       "$(ratio "${P99[$k]}" "${P99[$n]}")" "$(ratio "${RSS[$k]}" "${RSS[$n]}")" "$(ratio "${CPU[$k]}" "${CPU[$n]}")" ""
   done
-  printf "$fmt" "$r" "journal/kernel" "$(ratio "${RPS[journal/$r]}" "${RPS[kernel/$r]}")" "$(ratio "${P50[journal/$r]}" "${P50[kernel/$r]}")" \
-    "$(ratio "${P99[journal/$r]}" "${P99[kernel/$r]}")" "$(ratio "${RSS[journal/$r]}" "${RSS[kernel/$r]}")" "$(ratio "${CPU[journal/$r]}" "${CPU[kernel/$r]}")" ""
+  if [[ -n ${RPS[journal/$r]:-} && -n ${RPS[kernel/$r]:-} ]]; then
+    printf "$fmt" "$r" "journal/kernel" "$(ratio "${RPS[journal/$r]}" "${RPS[kernel/$r]}")" "$(ratio "${P50[journal/$r]}" "${P50[kernel/$r]}")" \
+      "$(ratio "${P99[journal/$r]}" "${P99[kernel/$r]}")" "$(ratio "${RSS[journal/$r]}" "${RSS[kernel/$r]}")" "$(ratio "${CPU[journal/$r]}" "${CPU[kernel/$r]}")" ""
+  fi
 done
 if ((ROUNDS > 1)); then
   collect() { local -n m=$1; local s=$2 r; for ((r = 1; r <= ROUNDS; r++)); do echo "${m[$s/$r]}"; done; }
-  for s in noop embedded kernel journal; do
+  for s in "${RUN[@]}"; do
     declare "M_RPS_$s=$(median %.0f $(collect RPS $s))" "M_P50_$s=$(median %.3f $(collect P50 $s))" \
             "M_P99_$s=$(median %.3f $(collect P99 $s))" "M_RSS_$s=$(collect RSS $s | sort -g | tail -1)" \
             "M_CPU_$s=$(median %.0f $(collect CPU $s))"
   done
   printf "$fmt" median no-op "$M_RPS_noop" "$M_P50_noop" "$M_P99_noop" "$M_RSS_noop (max)" "$M_CPU_noop" ""
-  for s in embedded kernel journal; do
+  for s in "${RUN[@]:1}"; do
     rps="M_RPS_$s" p50="M_P50_$s" p99="M_P99_$s" rss="M_RSS_$s" cpu="M_CPU_$s"
     printf "$fmt" median "${NAMES[$s]}" "${!rps}" "${!p50}" "${!p99}" "${!rss} (max)" "${!cpu}" ""
     printf "$fmt" median "ratio to no-op" "$(ratio "${!rps}" "$M_RPS_noop")" "$(ratio "${!p50}" "$M_P50_noop")" \
       "$(ratio "${!p99}" "$M_P99_noop")" "$(ratio "${!rss}" "$M_RSS_noop")" "$(ratio "${!cpu}" "$M_CPU_noop")" ""
   done
 fi
+echo
+echo "Resident set during each run (first 5-second sample -> last; a leak shows as growth over a long --duration):"
+for ((r = 1; r <= ROUNDS; r++)); do
+  for s in "${RUN[@]}"; do printf '  %-6s %-13s %s\n' "$r" "${NAMES[$s]}" "${GROWTH[$s/$r]}"; done
+done
 if [[ -n ${INTERP:-} ]]; then
   echo
   echo "policy-agent logged (a chain not on the VM costs more per decision):"
