@@ -147,7 +147,11 @@ if [[ -n ${RUST_BACKTRACE:-}${RUST_LIB_BACKTRACE:-} ]]; then
   log "note: RUST_BACKTRACE/RUST_LIB_BACKTRACE unset for the processes started here"
   unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 fi
-for b in policy-kernel policy-agent policy-journal policyctl noop_extproc upstream; do
+NEED_JOURNAL=0
+[[ " $SETUPS " == *" journal "* ]] && NEED_JOURNAL=1
+BINS=(policy-kernel policy-agent noop_extproc upstream)
+((NEED_JOURNAL)) && BINS+=(policy-journal policyctl)
+for b in "${BINS[@]}"; do
   [[ -x $BIN/$b ]] || die "$BIN/$b missing (build with cargo build --release -p policy-kernel -p policy-agent -p policy-journal -p policyctl -p policy-bench)"
 done
 
@@ -213,7 +217,9 @@ grep -qF "https://127.0.0.1:$P_JOURNAL" "$WORK/agent-config-journal.yaml" || die
 sed -e "s#listen: \"127.0.0.1:7443\"#listen: \"127.0.0.1:$P_JOURNAL\"#" \
     "$LOCAL/journal-config.yaml" >"$WORK/journal-config.yaml"
 grep -qF "127.0.0.1:$P_JOURNAL" "$WORK/journal-config.yaml" || die "journal config: port not set"
-"$BIN/policyctl" journal certs --out "$WORK/run/certs" --agent default-agent >&2
+if ((NEED_JOURNAL)); then
+  "$BIN/policyctl" journal certs --out "$WORK/run/certs" --agent default-agent >&2
+fi
 
 URL="http://127.0.0.1:$P_LISTEN$ROUTE"
 
