@@ -93,7 +93,10 @@ class Failure(Exception):
 
 
 def run(cmd, **kw):
-    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, **kw)
+    try:
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, **kw)
+    except OSError as e:
+        raise Failure(f"running `{cmd[0]}`: {e}") from None
     if done.returncode != 0:
         raise Failure(f"`{' '.join(map(str, cmd))}` failed ({done.returncode}):\n{done.stderr.strip()}")
     return done.stdout
