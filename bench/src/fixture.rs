@@ -102,6 +102,7 @@ pub struct Case {
 /// The agent and the cases of one benchmark run.
 pub struct Fixture {
     agent: Agent,
+    data: serde_json::Value,
     set: Arc<PolicySet>,
     limits: InputLimits,
     timeout: Duration,
@@ -150,7 +151,7 @@ impl Fixture {
             max_state_size_bytes: config.max_state_size_bytes,
         };
         let timeout = config.request_timeout;
-        let agent = Agent::with_data(config, data).context("building the agent")?;
+        let agent = Agent::with_data(config, data.clone()).context("building the agent")?;
         let set = agent.policies();
 
         let users = request(
@@ -165,6 +166,7 @@ impl Fixture {
         );
         let mut fixture = Self {
             agent,
+            data,
             set,
             limits,
             timeout,
@@ -187,6 +189,11 @@ impl Fixture {
     /// The agent under test.
     pub fn agent(&self) -> &Agent {
         &self.agent
+    }
+
+    /// The agent's data: the hashed API keys and the RSA public key.
+    pub fn data(&self) -> &serde_json::Value {
+        &self.data
     }
 
     /// Runs `op` once on `case`; whether it succeeded. The result goes
@@ -324,6 +331,47 @@ fn unix_seconds() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// `deploy/kernel-config.yaml` with every `rateLimit` raised to
+/// [`NEVER_LIMITED`] requests per second and burst, as the benchmark's
+/// requests carry it: the configuration to `policyctl compile` for an
+/// evaluation of the same chains outside the agent.
+pub fn never_limited_kernel_config() -> anyhow::Result<String> {
+    let mut config: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(KERNEL_CONFIG).context("parsing deploy/kernel-config.yaml")?;
+    let routes = config
+        .get_mut("policy_kernel")
+        .and_then(|k| k.get_mut("route_policies"))
+        .and_then(serde_yaml_ng::Value::as_sequence_mut)
+        .context("deploy/kernel-config.yaml has no `policy_kernel.route_policies`")?;
+    let mut raised = 0;
+    for route in routes {
+        let Some(chain) = route
+            .get_mut("request_policy_chain")
+            .and_then(serde_yaml_ng::Value::as_sequence_mut)
+        else {
+            continue;
+        };
+        for entry in chain {
+            if entry.get("policy").and_then(serde_yaml_ng::Value::as_str) != Some("rateLimit") {
+                continue;
+            }
+            let metadata = entry
+                .get_mut("metadata")
+                .and_then(serde_yaml_ng::Value::as_mapping_mut)
+                .context("a `rateLimit` entry without a metadata mapping")?;
+            for field in ["requests_per_second", "burst"] {
+                metadata.insert(field.into(), NEVER_LIMITED.into());
+            }
+            raised += 1;
+        }
+    }
+    ensure!(
+        raised > 0,
+        "deploy/kernel-config.yaml has no `rateLimit` to raise"
+    );
+    serde_yaml_ng::to_string(&config).context("writing the kernel configuration")
 }
 
 /// The request chain of `route` in the kernel configuration, as protocol

@@ -16,5 +16,5 @@ mod fixture;
 mod table;
 
 pub use credentials::{RsaSigner, sha256_hex};
-pub use fixture::{API_KEYS, Case, Fixture, KERNEL_CONFIG, Op};
+pub use fixture::{API_KEYS, Case, Fixture, KERNEL_CONFIG, Op, never_limited_kernel_config};
 pub use table::{Row, TARGET_US, Table};
