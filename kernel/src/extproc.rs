@@ -437,6 +437,7 @@ impl Exchange {
             route: plan.route.clone(),
             audit_strict: plan.audit_strict,
             config_version: self.snapshot.config.digest.clone(),
+            trace_context: HashMap::new(),
         };
         let started = Instant::now();
         let result = plan.agent.execute(req).await;
