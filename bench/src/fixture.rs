@@ -440,6 +440,7 @@ fn request(route: &str, policies: Vec<Policy>, credential: (&str, String)) -> Po
         route: route.into(),
         audit_strict: false,
         config_version: "sha256:000000000000".into(),
+        trace_context: HashMap::new(),
     }
 }
 

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::error::SetupError;
 use crate::journal::{JournalSettings, RawJournal};
+use crate::traces::TraceSettings;
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -74,6 +75,8 @@ struct RawObservability {
     /// Count the decision metrics of spec §7.1 and report them in health
     /// answers (default true).
     metrics_enabled: bool,
+
+    tracing: RawTracing,
 }
 
 impl Default for RawObservability {
@@ -81,8 +84,25 @@ impl Default for RawObservability {
         Self {
             log_level: "info".into(),
             metrics_enabled: true,
+            tracing: RawTracing::default(),
         }
     }
+}
+
+/// OpenTelemetry traces (spec §7.3), as in the kernel config. In embedded
+/// mode the kernel's section applies and this one is not used.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawTracing {
+    /// Export spans over OTLP/gRPC (default false).
+    enabled: bool,
+    /// Probability that a chain evaluated without a propagated trace
+    /// context starts a sampled trace, 0.0 to 1.0 (default 0.0); a
+    /// propagated context's own decision is always followed.
+    sampling_rate: f64,
+    /// The collector, `http://host:port` (default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+    /// or OTEL_EXPORTER_OTLP_ENDPOINT, else `http://127.0.0.1:4317`).
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +159,8 @@ pub struct AgentConfig {
     pub rate_limit_max_idle: Duration,
     /// Where decision records go; `None`: no records are written.
     pub journal: Option<JournalSettings>,
+    /// OpenTelemetry traces (`observability.tracing`).
+    pub tracing: TraceSettings,
 }
 
 impl AgentConfig {
@@ -158,6 +180,7 @@ impl AgentConfig {
             rate_limit_max_keys: 100_000,
             rate_limit_max_idle: Duration::from_secs(3600),
             journal: None,
+            tracing: TraceSettings::default(),
         }
     }
 
@@ -223,6 +246,11 @@ impl AgentConfig {
         if raw.rate_limit.max_keys == 0 {
             return Err(field("rate_limit.max_keys", "must be at least 1"));
         }
+        let tracing = {
+            let t = raw.observability.tracing;
+            TraceSettings::try_new(t.enabled, t.sampling_rate, t.otlp_endpoint)
+                .map_err(|e| field(&format!("observability.tracing.{}", e.field), &e.reason))?
+        };
         let base = path.parent().unwrap_or(Path::new("."));
         let journal = match raw.journal {
             Some(j) => Some(j.validate(path, &raw.name)?),
@@ -242,6 +270,7 @@ impl AgentConfig {
             rate_limit_max_keys: raw.rate_limit.max_keys,
             rate_limit_max_idle: Duration::from_secs(raw.rate_limit.max_idle_seconds.max(1)),
             journal,
+            tracing,
         })
     }
 }
@@ -302,5 +331,36 @@ agent_core:
             .unwrap_err()
             .to_string();
         assert!(err.contains("observability.log_level"), "{err}");
+    }
+
+    #[test]
+    fn tracing_is_off_by_default_and_validated() {
+        let c = AgentConfig::parse(Path::new("a.yaml"), SPEC).unwrap();
+        assert_eq!(c.tracing, TraceSettings::default());
+        let on = SPEC.replace(
+            "metrics_enabled: true",
+            "metrics_enabled: true\n    tracing: {enabled: true, sampling_rate: 0.25, otlp_endpoint: \"http://collector:4317\"}",
+        );
+        let c = AgentConfig::parse(Path::new("a.yaml"), &on).unwrap();
+        assert!(c.tracing.enabled);
+        assert_eq!(c.tracing.sampling_rate, 0.25);
+        assert_eq!(c.tracing.endpoint(), "http://collector:4317");
+        let err = AgentConfig::parse(Path::new("a.yaml"), &on.replace("0.25", "1.5"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "a.yaml: field `agent_core.observability.tracing.sampling_rate`: must be between 0.0 and 1.0"
+        );
+        let err = AgentConfig::parse(
+            Path::new("a.yaml"),
+            &on.replace("http://collector:4317", "collector:4317"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("a.yaml: field `agent_core.observability.tracing.otlp_endpoint`: "),
+            "{err}"
+        );
     }
 }

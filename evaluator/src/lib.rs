@@ -23,6 +23,7 @@ mod policyset;
 mod records;
 mod registry;
 mod server;
+pub mod traces;
 mod worker;
 
 pub use agent::{Agent, Execution};

@@ -47,7 +47,18 @@ async fn main() -> std::process::ExitCode {
         }
     };
     policy_agent::logging::init("agent", args.log_format, &config.log_level);
-    match run(config).await {
+    let traces = match policy_agent::traces::init("policy-agent", &config.tracing) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("policy-agent: traces: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = run(config).await;
+    if let Some(traces) = traces {
+        traces.shutdown().await;
+    }
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "policy-agent stopped");

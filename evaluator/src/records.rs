@@ -179,6 +179,22 @@ pub fn control_record(
     }
 }
 
+/// The secret header values of the request (the built-in list, `extra`
+/// and the chain's own secret headers), to scrub from text that leaves the
+/// agent other than in a record (span attributes).
+pub(crate) fn secret_values(req: &PolicyRequest, extra: &[String]) -> Vec<String> {
+    let Some(context) = req.context.as_ref() else {
+        return Vec::new();
+    };
+    let masker = Masker::new(
+        extra
+            .iter()
+            .map(String::as_str)
+            .chain(chain_secret_headers(req)),
+    );
+    masker.headers(&context.headers).1
+}
+
 /// The headers a chain's own metadata names as secrets.
 fn chain_secret_headers(req: &PolicyRequest) -> impl Iterator<Item = &str> {
     req.policies.iter().flat_map(|p| {

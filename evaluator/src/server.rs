@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::agent::Agent;
 use crate::degraded::{EmergencyChange, EmergencyError};
 use crate::error::SetupError;
+use crate::traces::ChainTrace;
 
 /// The tonic service backed by an [`Agent`].
 pub struct AgentService {
@@ -52,6 +53,8 @@ impl PolicyAgent for AgentService {
             .try_acquire()
             .map_err(|_| Status::resource_exhausted("agent is at max_concurrent_requests"))?;
         let req = request.into_inner();
+        let tracer = crate::traces::agent_tracer();
+        let trace = tracer.map(|t| ChainTrace::start(t, &req, &self.agent.config().name));
         let mut exec = self.agent.execute(&req);
         if let (true, Some(seq)) = (exec.sync_required, exec.record_seq) {
             // `audit: strict`: answer once the record is on disk; the wait is
@@ -71,6 +74,14 @@ impl PolicyAgent for AgentService {
             micros = exec.duration.as_micros() as u64,
             "chain evaluated"
         );
+        if let (Some(tracer), Some(trace)) = (tracer, trace) {
+            let masked = self
+                .agent
+                .journal()
+                .map(|j| j.settings.records.masked_headers.as_slice())
+                .unwrap_or_default();
+            trace.end(tracer, &req, &exec, &self.agent.config().name, masked);
+        }
         Ok(Response::new(exec.response))
     }
 

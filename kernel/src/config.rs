@@ -257,13 +257,33 @@ impl Default for ObservabilityConfig {
     }
 }
 
-/// OpenTelemetry tracing.
+/// OpenTelemetry traces (spec §7.3), exported over OTLP/gRPC. Read once
+/// at start (a reload does not change them).
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TracingConfig {
+    /// Export spans (default false).
     pub enabled: bool,
-    /// Fraction of traces sampled, 0.0 to 1.0.
+    /// Fraction of new traces sampled, 0.0 to 1.0 (default 0.0): a request
+    /// whose `traceparent` is sampled (or not) follows that decision.
     pub sampling_rate: f64,
+    /// The collector, `http://host:port` (default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+    /// or OTEL_EXPORTER_OTLP_ENDPOINT, else `http://127.0.0.1:4317`).
+    pub otlp_endpoint: Option<String>,
+}
+
+impl TracingConfig {
+    /// The validated settings.
+    pub fn settings(
+        &self,
+    ) -> Result<policy_agent::traces::TraceSettings, policy_agent::traces::InvalidTraceSetting>
+    {
+        policy_agent::traces::TraceSettings::try_new(
+            self.enabled,
+            self.sampling_rate,
+            self.otlp_endpoint.clone(),
+        )
+    }
 }
 
 impl KernelConfig {
@@ -463,10 +483,10 @@ impl KernelConfig {
                 "must be one of error, warn, info, debug, trace",
             ));
         }
-        if !(0.0..=1.0).contains(&self.observability.tracing.sampling_rate) {
+        if let Err(e) = self.observability.tracing.settings() {
             return Err(field(
-                "observability.tracing.sampling_rate".into(),
-                "must be between 0.0 and 1.0",
+                format!("observability.tracing.{}", e.field),
+                &e.reason,
             ));
         }
         Ok(())
@@ -528,6 +548,42 @@ mod tests {
         assert!(
             err.contains("route_policies[1].agent") && err.contains("unknown agent `ghost`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn tracing_settings_are_checked() {
+        let c = KernelConfig::parse(Path::new("k.yaml"), SPEC).unwrap();
+        let t = c.observability.tracing.settings().unwrap();
+        assert!(t.enabled);
+        assert_eq!(t.sampling_rate, 0.01);
+        assert_eq!(t.otlp_endpoint, None);
+        let with = |line: &str| {
+            SPEC.replace(
+                "      # otlp_endpoint: \"http://127.0.0.1:4317\"",
+                &format!("      otlp_endpoint: \"{line}\""),
+            )
+        };
+        let c = KernelConfig::parse(Path::new("k.yaml"), &with("http://otel:4317")).unwrap();
+        assert_eq!(
+            c.observability.tracing.settings().unwrap().endpoint(),
+            "http://otel:4317"
+        );
+        let err = KernelConfig::parse(Path::new("k.yaml"), &with("https://otel:4317"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("k.yaml: field `policy_kernel.observability.tracing.otlp_endpoint`: ")
+                && err.contains("https is not supported"),
+            "{err}"
+        );
+        let bad = SPEC.replace("sampling_rate: 0.01", "sampling_rate: 2");
+        let err = KernelConfig::parse(Path::new("k.yaml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "k.yaml: field `policy_kernel.observability.tracing.sampling_rate`: must be between 0.0 and 1.0"
         );
     }
 

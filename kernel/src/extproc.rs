@@ -44,6 +44,7 @@ use crate::decision::{
 use crate::kernel::State;
 use crate::metrics::Metrics;
 use crate::snapshot::{NO_ROUTE, RoutePlan, RouteState, Snapshot};
+use crate::traces::{self, StreamTrace};
 
 /// The tonic service.
 pub struct ExtProcService {
@@ -120,6 +121,8 @@ struct Exchange {
     pending: Option<Phase>,
     /// Envoy's body modes for this stream, from the first message.
     protocol: Option<ProtocolConfiguration>,
+    /// The stream's spans, when the kernel traces.
+    trace: Option<StreamTrace>,
 }
 
 /// Merges the top-level attributes with the deprecated per-message ones.
@@ -154,6 +157,7 @@ impl Exchange {
             state_json: Vec::new(),
             pending: None,
             protocol: None,
+            trace: StreamTrace::open(),
         }
     }
 
@@ -256,6 +260,14 @@ impl Exchange {
             _ => uuid::Uuid::now_v7().to_string(),
         };
         tracing::Span::current().record("request_id", self.request_id.as_str());
+        if let Some(trace) = &mut self.trace {
+            trace.start(&traces::Exchange {
+                request: &self.request,
+                request_id: &self.request_id,
+                route: self.plan.as_ref().map_or(NO_ROUTE, |p| p.route.as_str()),
+                config_version: &self.snapshot.config.digest,
+            });
+        }
         let Some(plan) = self.plan.clone() else {
             self.metrics.record(NO_ROUTE, "", Outcome::NoPolicy, None);
             return headers_response(Phase::Request, &Mutations::default(), self.mode_override());
@@ -423,7 +435,12 @@ impl Exchange {
         } else {
             self.request.clone()
         };
+        let call = self
+            .trace
+            .as_mut()
+            .map(|t| t.agent_call(phase, agent, &plan.route));
         let req = PolicyRequest {
+            trace_context: call.as_ref().map(|c| c.carrier()).unwrap_or_default(),
             request_id: self.request_id.clone(),
             policies,
             context: Some(context),
@@ -441,6 +458,7 @@ impl Exchange {
         let started = Instant::now();
         let result = plan.agent.execute(req).await;
         let took = started.elapsed();
+        let mut failure = None;
         let (verdict, outcome) = match result {
             Ok(resp) => match interpret(&resp) {
                 Ok(Answer::Decision(d)) => {
@@ -461,6 +479,7 @@ impl Exchange {
                 }
                 Err(e) => {
                     tracing::error!(%agent, error = %e, "invalid agent response");
+                    failure = Some(e.to_string());
                     (
                         failure_verdict(Outcome::InvalidResponse, fail_open),
                         Outcome::InvalidResponse,
@@ -480,10 +499,17 @@ impl Exchange {
                 } else {
                     tracing::error!(error = %e, fail_open, "agent call failed");
                 }
+                failure = Some(e.to_string());
                 (failure_verdict(outcome, fail_open), outcome)
             }
         };
         self.metrics.record(&plan.route, agent, outcome, Some(took));
+        if let Some(call) = call {
+            call.end(outcome, failure.as_deref());
+        }
+        if let Some(trace) = &mut self.trace {
+            trace.decided(outcome);
+        }
         tracing::debug!(
             phase = ?phase,
             decision = outcome.code(),
@@ -493,7 +519,10 @@ impl Exchange {
         verdict
     }
 
-    fn finish(&self) {
+    fn finish(&mut self) {
+        if let Some(trace) = &mut self.trace {
+            trace.finish();
+        }
         if self.pending == Some(Phase::Response) {
             tracing::error!(
                 "response chain not run: Envoy sent no response body (set allow_mode_override: true or response_body_mode: BUFFERED)"

@@ -28,6 +28,7 @@ mod metrics;
 mod observe;
 mod reload;
 mod snapshot;
+mod traces;
 
 pub use config::{
     AgentEntry, ChainEntry, ConfigError, KernelConfig, ObservabilityConfig, PolicyChains,

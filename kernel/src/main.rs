@@ -106,6 +106,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Validated with the config; the exporter needs the runtime.
+    let trace_settings = config.observability.tracing.settings().unwrap_or_default();
+    let traces = match runtime
+        .block_on(async { policy_agent::traces::init("policy-kernel", &trace_settings) })
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("policy-kernel: traces: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(c) = &embedded
+        && c.tracing.enabled
+        && !trace_settings.enabled
+    {
+        tracing::warn!(
+            "the embedded agent's observability.tracing is not used: the kernel's observability.tracing decides (it is off)"
+        );
+    }
     let agent = match embedded {
         None => None,
         Some(c) => match runtime.block_on(async { policy_agent::Agent::try_new(c) }) {
@@ -145,6 +164,9 @@ fn main() -> ExitCode {
         let served = kernel.serve(shutdown_signal()).await;
         if let Some(agent) = &agent {
             policy_agent::stop_background(agent).await;
+        }
+        if let Some(traces) = traces {
+            traces.shutdown().await;
         }
         served
     });

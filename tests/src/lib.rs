@@ -9,6 +9,7 @@
 mod agent_process;
 pub mod envoy;
 pub mod opa;
+pub mod otlp;
 pub mod promtool;
 mod protocol;
 pub mod stack;

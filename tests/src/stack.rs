@@ -51,6 +51,10 @@ pub const AGENT_NAME: &str = "default-agent";
 /// 2-core machine).
 pub const STARTUP_DEADLINE: Duration = Duration::from_secs(90);
 
+/// How often kernel and agent export their batches of spans, in
+/// milliseconds (the SDK's default is 5000).
+const EXPORT_DELAY_MS: &str = "200";
+
 /// How often [`eventually`] retries.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -121,6 +125,10 @@ pub struct StackOptions {
     /// --embedded-agent`, its configuration in the kernel config's
     /// `embedded_agent` section) instead of a `policy-agent` process.
     pub embedded_agent: bool,
+    /// Kernel and agent export every trace (`sampling_rate: 1.0`) to this
+    /// OTLP/gRPC endpoint (see [`crate::otlp::OtlpReceiver`]); `None`:
+    /// tracing off.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -140,6 +148,7 @@ impl Default for StackOptions {
             degraded: None,
             ops_routes: false,
             embedded_agent: false,
+            otlp_endpoint: None,
         }
     }
 }
@@ -222,6 +231,9 @@ impl Stack {
                 }
             }
         }
+        if let Some(endpoint) = &options.otlp_endpoint {
+            agent_yaml = configs::agent_with_tracing(&agent_yaml, endpoint)?;
+        }
         std::fs::write(path("agent-config.yaml"), &agent_yaml)?;
         std::fs::create_dir(path("data"))?;
         std::fs::write(
@@ -253,6 +265,8 @@ impl Stack {
             ops_routes: options.ops_routes,
         })?;
         let mut kernel_config = kernel_config;
+        kernel_config["policy_kernel"]["observability"]["tracing"] =
+            configs::tracing_section(options.otlp_endpoint.as_deref());
         if options.embedded_agent {
             // The agent's configuration, as the kernel config's section.
             let agent: Value = serde_yaml_ng::from_str(&agent_yaml)?;
@@ -270,6 +284,7 @@ impl Stack {
             .args(["--log-format", "json", "--watch-interval-ms"])
             .arg(options.watch_interval_ms.to_string())
             .args(options.embedded_agent.then_some("--embedded-agent"))
+            .env("OTEL_BSP_SCHEDULE_DELAY", EXPORT_DELAY_MS)
             .env_remove("RUST_LOG")
             .env_remove("POLICY_KERNEL_CONFIG");
         let mut kernel = ChildGuard::spawn("policy-kernel", command, &path("kernel.log"))?;
@@ -514,6 +529,7 @@ async fn start_agent(
     command
         .arg("--config")
         .arg(config)
+        .env("OTEL_BSP_SCHEDULE_DELAY", EXPORT_DELAY_MS)
         .env_remove("RUST_LOG")
         .env_remove("POLICY_AGENT_CONFIG");
     let mut agent = ChildGuard::spawn("policy-agent", command, log)?;

@@ -279,6 +279,14 @@ fn kernel_and_agent_configs_load_and_agree() -> anyhow::Result<()> {
             "{}: the agent config has no data paths",
             repo::rel(&dir)
         );
+        // Split mode: a chain span needs the agent to trace as well.
+        ensure!(
+            kernel.observability.tracing.enabled == agent.tracing.enabled,
+            "{}: tracing is {} in the kernel config but {} in the agent config",
+            repo::rel(&dir),
+            kernel.observability.tracing.enabled,
+            agent.tracing.enabled,
+        );
     }
     // The local stack's data is in the repository.
     let local = AgentConfig::load(&deploy.join("local/agent-config.yaml"))?;

@@ -20,6 +20,8 @@ mod observability;
 mod reload;
 #[path = "envoy_e2e/routing.rs"]
 mod routing;
+#[path = "envoy_e2e/traces.rs"]
+mod traces;
 #[path = "envoy_e2e/users_route.rs"]
 mod users_route;
 

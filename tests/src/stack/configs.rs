@@ -267,3 +267,22 @@ pub fn envoy_config(
     }
     Ok(doc)
 }
+
+/// An `observability.tracing` section (kernel or agent): every trace exported to
+/// `endpoint`, or tracing off.
+pub fn tracing_section(endpoint: Option<&str>) -> Value {
+    match endpoint {
+        Some(e) => json!({"enabled": true, "sampling_rate": 1.0, "otlp_endpoint": e}),
+        None => json!({"enabled": false}),
+    }
+}
+
+/// `agent_yaml` (an agent-config.yaml) with every trace exported to `endpoint`.
+pub fn agent_with_tracing(agent_yaml: &str, endpoint: &str) -> anyhow::Result<String> {
+    let mut doc: Value = serde_yaml_ng::from_str(agent_yaml)?;
+    let observability = at(&mut doc, "/agent_core/observability")?
+        .as_object_mut()
+        .context("`agent_core.observability` is not a mapping")?;
+    observability.insert("tracing".into(), tracing_section(Some(endpoint)));
+    Ok(serde_yaml_ng::to_string(&doc)?)
+}
