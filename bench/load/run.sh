@@ -351,7 +351,7 @@ measure() {      # measure noop|kernel ROUND
   kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
   for i in "${!SERVER_PIDS[@]}"; do echo "${SERVER_NAMES[i]} $(vm_rss_kb "${SERVER_PIDS[i]}")"; done >>"$samples"
   GROWTH[$setup/$round]=$(awk '{ if (!($1 in first)) first[$1] = $2; last[$1] = $2; if ($2 > max[$1]) max[$1] = $2 }
-    END { for (p in first) printf "%s%s %.1f -> %.1f MB (max %.1f)", sep, p, first[p] / 1024, last[p] / 1024, max[p] / 1024; sep = "; " }' "$samples")
+    END { for (p in first) { printf "%s%s %.1f -> %.1f MB (max %.1f)", sep, p, first[p] / 1024, last[p] / 1024, max[p] / 1024; sep = "; " } }' "$samples")
   for pid in "${SERVER_PIDS[@]}"; do
     kill -0 "$pid" 2>/dev/null || die "$setup: a server died under load (see $WORK)"
     t1+=("$(cpu_ticks "$pid")")
