@@ -100,13 +100,30 @@ start() {        # start NAME CMD...: runs CMD in the background, logs in $WORK/
 }
 
 free_ports() {   # free_ports N: N distinct free TCP ports on 127.0.0.1
+  # Below the kernel's ephemeral range: during a long run the many outgoing
+  # connections could otherwise take a port chosen here before its server
+  # binds it.
   python3 - "$1" <<'EOF'
-import socket, sys
+import random, socket, sys
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except OSError:
+    low = 32768
+candidates = list(range(11000, max(low, 11001)))  # not the ports of deploy/local
+random.shuffle(candidates)
 socks = []
-for _ in range(int(sys.argv[1])):
+for port in candidates:
+    if len(socks) == int(sys.argv[1]):
+        break
     s = socket.socket()
-    s.bind(("127.0.0.1", 0))
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        continue
     socks.append(s)
+if len(socks) < int(sys.argv[1]):
+    sys.exit("no free ports below the ephemeral range")
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
