@@ -148,11 +148,21 @@ pub fn generate(package: &str, chain: &ChainSpec) -> String {
                 let _ = writeln!(out, "p{i}(_) := {result}\n");
             }
         }
-        // The usual OK results take `chain.fast_next`; any other result is
-        // checked, then proceeds or stops (the policy ran once, in p{i}).
+        // The usual OK results take `chain.fast_next` (the last step first
+        // tries `chain.fast_last`, which leaves the context as it is); any
+        // other result is checked, then proceeds or stops (the policy ran
+        // once, in p{i}).
+        let last = if i + 1 == chain.steps.len() {
+            format!(
+                "s{next}(a) if {{\n\ta = chain.fast_last(acc, r, {name})\n}} else := ",
+                next = i + 1
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "t{i}(acc, r) := s{next}(a) if {{\n\ta = chain.fast_next(acc, r, {name})\n}} else := u{i}(acc, chain.checked(r, {name}))\n",
+            "t{i}(acc, r) := {last}s{next}(a) if {{\n\ta = chain.fast_next(acc, r, {name})\n}} else := u{i}(acc, chain.checked(r, {name}))\n",
             next = i + 1
         );
         let _ = writeln!(
@@ -219,7 +229,12 @@ mod tests {
         assert!(src.contains("package chains.c1"));
         assert!(src.contains("decision := s0(chain.start(input))"));
         assert!(src.contains("data.policies.apiKeyAuth.result(ctx, md0)"));
-        assert!(src.contains("t1(acc, r) := s2(a) if {\n\ta = chain.fast_next(acc, r, \"nope\")"));
+        assert!(
+            src.contains("t0(acc, r) := s1(a) if {\n\ta = chain.fast_next(acc, r, \"apiKeyAuth\")")
+        );
+        assert!(src.contains(
+            "t1(acc, r) := s2(a) if {\n\ta = chain.fast_last(acc, r, \"nope\")\n} else := s2(a) if {\n\ta = chain.fast_next(acc, r, \"nope\")"
+        ));
         assert!(src.contains("u1(acc, r) := s2(chain.next(acc, r, \"nope\"))"));
         assert!(src.contains("s2(acc) := chain.finish(acc)"));
         assert!(!src.contains(" with "), "no `with` in generated code");

@@ -67,6 +67,10 @@ results := [
 		{"type": "SET_HEADER", "key": "X-A", "value": "1"},
 		{"type": "SET_STATE", "key": 3, "value": 1},
 	], "metadata": {}},
+	{"status": "OK", "message": "m", "instructions": [
+		{"type": "SET_HEADER", "key": "X-Frame-Options", "value": "DENY"},
+		{"type": "SET_HEADER", "key": "x-a", "value": "2"},
+	], "metadata": {}},
 ]
 
 agrees(acc, r) if {
@@ -95,6 +99,8 @@ test_fast_next_covers_the_usual_results if {
 	chain.fast_next(acc, results[3], "p")
 	chain.fast_next(acc, results[5], "p")
 	chain.fast_next(acc, results[6], "p")
+	two := chain.fast_next(acc, results[24], "p")
+	two.ctx.request.headers == {"x-a": "2", "x-frame-options": "DENY", "x-user-id": "old"}
 	after := chain.fast_next(acc, results[5], "p")
 	after.ctx.request.headers["x-user-id"] == "alice"
 	after.ctx.state.user == "alice"
@@ -105,5 +111,41 @@ test_fast_next_leaves_the_unusual_to_the_reference if {
 	acc := chain.start(contexts[0])
 	every i in [2, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20] {
 		not chain.fast_next(acc, results[i], "p")
+	}
+}
+
+# chain.fast_last is the shortcut of a chain's last step: wherever it is
+# defined, the chain's decision must be what checked, proceeds and next give.
+last_agrees(acc, r) if {
+	not chain.fast_last(acc, r, "p")
+}
+
+last_agrees(acc, r) if {
+	fast := chain.fast_last(acc, r, "p")
+	chain.checked(r, "p") == r
+	chain.proceeds(r, "deny")
+	# (both undefined counts as agreeing: finish needs an object context)
+	[d | d := chain.finish(chain.next(acc, r, "p"))] == [d | d := chain.finish(fast)]
+}
+
+test_fast_last_agrees_with_checked_proceeds_and_next if {
+	every c in contexts {
+		every r in results {
+			last_agrees(chain.start(c), r)
+		}
+	}
+}
+
+test_fast_last_covers_header_and_body_results if {
+	acc := chain.start(contexts[3])
+	every i in [0, 1, 3, 7, 9, 11, 12, 24] {
+		chain.fast_last(acc, results[i], "p")
+	}
+}
+
+test_fast_last_leaves_state_and_the_unusual_to_the_reference if {
+	acc := chain.start(contexts[3])
+	every i in [2, 4, 5, 6, 8, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23] {
+		not chain.fast_last(acc, results[i], "p")
 	}
 }

@@ -54,7 +54,18 @@ _without(body, paths) := _unchanged("no fields to remove") if {
 
 # removed_paths(body, fields): the set of key paths (as walk paths: strings for
 # object keys, numbers for array indexes) that the fields select in body.
-removed_paths(body, fields) := {p |
+# When every field is a plain name (the usual case) the walk is matched
+# against the set of names; dotted paths take the general form below.
+removed_paths(body, fields) := named if {
+	names := {f | some f in fields; not contains(f, ".")}
+	count(names) == count(fields)
+	named := {p |
+		walk(body, [p, _])
+		n := count(p)
+		n > 0
+		p[n - 1] in names
+	}
+} else := {p |
 	walk(body, [p, _])
 	count(p) > 0
 	is_string(p[count(p) - 1])
@@ -84,9 +95,11 @@ _selects(f, p) if {
 # regorus resolve against arrays.
 remove_paths(body, paths) := json.remove({"body": body}, [array.concat(["body"], [_segment(x) | some x in p]) | some p in paths]).body
 
-_segment(x) := x if is_string(x)
-
-_segment(x) := format_int(x, 10) if is_number(x)
+_segment(x) := x if {
+	is_string(x)
+} else := format_int(x, 10) if {
+	is_number(x)
+}
 
 _is_json(body) if is_object(body)
 
