@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p policy-bench --example vmprobe -- --dump-input users /tmp/in.json
+//! # (also writes /tmp/in.json.data.json: the data that input needs)
 //! valgrind --tool=callgrind --toggle-collect='vmprobe::timed*' \
 //!   target/release/examples/vmprobe DIR /tmp/in.json data.routes.api_v1_users.request.decision 200
 //! ```
@@ -36,6 +37,12 @@ fn main() -> anyhow::Result<()> {
             .find(|c| c.name == case)
             .with_context(|| format!("no case `{case}`"))?;
         std::fs::write(out, c.input.to_json_str()?)?;
+        // The data the input goes with (the fixture's API keys and the key
+        // its token is signed with), for a module folder's `data.json`.
+        std::fs::write(
+            format!("{out}.data.json"),
+            serde_json::to_string(fixture.data())?,
+        )?;
         return Ok(());
     }
     if args.first().map(String::as_str) == Some("--listing") {

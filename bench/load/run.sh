@@ -10,7 +10,9 @@
 # `/api/v1/users` with a valid demo API key through the same Envoy config; the
 # script prints req/s, p50, p99 and the peak RSS of the ext_proc side for each
 # setup (the journal's RSS not included), and the ratios to the no-op measured
-# in the same run.
+# in the same run; then the machine's CPU per request split into the ext_proc
+# side and the rest, and what the throughput targets leave the ext_proc side
+# on this machine.
 #
 #   bench/load/run.sh [--duration 10s] [--warmup 3s] [--connections 32]
 #                     [--threads 2] [--rounds 1] [--envoy-concurrency N]
@@ -146,6 +148,10 @@ vm_hwm_kb() {    # peak resident set of PID, in kB
 
 vm_rss_kb() {    # current resident set of PID, in kB
   awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+machine_ticks() { # busy CPU time of the whole machine (all cores), in clock ticks
+  awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
 }
 
 cpu_ticks() {    # user + system CPU time of PID, in clock ticks
@@ -343,7 +349,7 @@ to_ms() { awk -v v="$1" 'BEGIN {
   else printf "nan" }'; }
 
 # ---------------------------------------------------------------- measure
-declare -A RPS P50 P99 RSS RSS_DETAIL CPU CPU_DETAIL ERRS NAMES GROWTH
+declare -A RPS P50 P99 RSS RSS_DETAIL CPU CPU_DETAIL MCPU ERRS NAMES GROWTH
 CLK_TCK=$(getconf CLK_TCK)
 
 measure() {      # measure noop|kernel ROUND
@@ -355,6 +361,8 @@ measure() {      # measure noop|kernel ROUND
   [[ $setup != noop ]] && k0=$(kernel_decisions)
   local -a t0=() t1=()
   for pid in "${SERVER_PIDS[@]}"; do t0+=("$(cpu_ticks "$pid")"); done
+  local m0 m1
+  m0=$(machine_ticks)
   out="$WORK/wrk-$setup-$round.txt"
   # Resident set of each process every 5 s during the run (the leak check).
   local samples="$WORK/rss-$setup-$round.txt"
@@ -365,6 +373,7 @@ measure() {      # measure noop|kernel ROUND
   local sampler=$!
   wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency -H "X-API-Key: $API_KEY" "$URL" >"$out" 2>&1 \
     || die "wrk failed: $(cat "$out")"
+  m1=$(machine_ticks)
   kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
   for i in "${!SERVER_PIDS[@]}"; do echo "${SERVER_NAMES[i]} $(vm_rss_kb "${SERVER_PIDS[i]}")"; done >>"$samples"
   GROWTH[$setup/$round]=$(awk '{ if (!($1 in first)) first[$1] = $2; last[$1] = $2; if ($2 > max[$1]) max[$1] = $2 }
@@ -390,6 +399,7 @@ measure() {      # measure noop|kernel ROUND
   done
   CPU[$key]=$cpu
   CPU_DETAIL[$key]=$cpu_detail
+  MCPU[$key]=$(awk -v t=$((m1 - m0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.0f", n ? t / hz * 1e6 / n : 0 }')
   for i in "${!SERVER_PIDS[@]}"; do
     local kb; kb=$(vm_hwm_kb "${SERVER_PIDS[i]}")
     rss=$((rss + kb))
@@ -479,6 +489,28 @@ echo "Resident set during each run (first 5-second sample -> last; a leak shows 
 for ((r = 1; r <= ROUNDS; r++)); do
   for s in "${RUN[@]}"; do printf '  %-6s %-13s %s\n' "$r" "${NAMES[$s]}" "${GROWTH[$s/$r]}"; done
 done
+echo
+echo "CPU per request of the whole machine (all processes, /proc/stat) = the ext_proc side + the rest (wrk, Envoy, upstream):"
+for ((r = 1; r <= ROUNDS; r++)); do
+  for s in "${RUN[@]}"; do
+    k="$s/$r"
+    printf '  %-6s %-13s %5s us = %5s + %5s\n' "$r" "${NAMES[$s]}" "${MCPU[$k]}" "${CPU[$k]}" "$((MCPU[$k] - CPU[$k]))"
+  done
+done
+# The throughput targets as a CPU budget: with every core busy, req/s is
+# cores / (machine CPU per request). At the target ratio the machine has
+# MCPU(no-op) / ratio per request; what the rest takes (more than with the
+# no-op: Envoy applies the header and body changes) leaves the ext_proc side
+# the difference.
+echo "What the req/s targets leave the ext_proc side (round 1; with the rest as measured):"
+for s in "${RUN[@]:1}"; do
+  target=0.70; [[ $s == embedded ]] && target=0.90
+  awk -v name="${NAMES[$s]}" -v t="$target" -v mn="${MCPU[noop/1]}" -v cn="${CPU[noop/1]}" -v m="${MCPU[$s/1]}" -v c="${CPU[$s/1]}" 'BEGIN {
+    if (mn <= 0) exit
+    budget = mn / t; left = budget - (m - c)
+    printf "  %-13s at %.2fx the no-op'"'"'s req/s: %.0f us per request in all, the rest takes %.0f: <= %.0f us for the ext_proc side (measured %.0f; the no-op server itself %.0f)\n", name, t, budget, m - c, left, c, cn }'
+done
+
 if [[ -n ${INTERP:-} ]]; then
   echo
   echo "policy-agent logged (a chain not on the VM costs more per decision):"
