@@ -170,6 +170,16 @@ impl RegoVM {
                 }
             })?;
 
+            // policy-engine patch: the ends of a rule body and of a
+            // destructuring block (twice per function call) leave the loop
+            // here, as their `Break` outcome below does
+            // (`execute_rule_return` does nothing).
+            if matches!(
+                instruction,
+                Instruction::RuleReturn {} | Instruction::DestructuringSuccess {}
+            ) {
+                return Ok(self.registers.first().cloned().unwrap_or(Value::Undefined));
+            }
             if self.execute_simple_instruction(&program, &instruction)? {
                 self.pc = self.pc.saturating_add(1);
                 continue;
@@ -199,7 +209,9 @@ impl RegoVM {
     /// policy-engine patch: the most frequent instructions whose only effect
     /// is a register write or a passed condition (`Move`, the loads,
     /// `IndexLiteral`, `Eq`, `Ne`, `Not`, `RuleInit`, a `Guard` that holds)
-    /// run here, in the dispatch loop,
+    /// run here, and the commonest with handlers of their own
+    /// (`FunctionCall`, `BuiltinCall`, `LoopNext`, `ComprehensionYield`) are
+    /// handed to them from here, in the dispatch loop,
     /// without the call into the full `execute_instruction` cascade, whose
     /// frame setup and nested matches cost more than the work itself.
     /// Returns `false`, having changed nothing, for every other instruction
@@ -280,6 +292,22 @@ impl RegoVM {
                 if !passed {
                     return Ok(false);
                 }
+            }
+            // The commonest instructions with handlers of their own: called
+            // directly, not through the cascade of matches in
+            // `execute_instruction` (same handler, same outcome: continue).
+            Instruction::FunctionCall { params_index } => {
+                self.execute_function_call(params_index)?;
+            }
+            Instruction::BuiltinCall { params_index } => {
+                self.execute_builtin_call(params_index)?;
+            }
+            Instruction::LoopNext {
+                body_start,
+                loop_end,
+            } => self.execute_loop_next(body_start, loop_end)?,
+            Instruction::ComprehensionYield { value_reg, key_reg } => {
+                self.execute_comprehension_yield(value_reg, key_reg)?;
             }
             _ => return Ok(false),
         }
