@@ -17,10 +17,13 @@
 #   bench/load/run.sh [--duration 10s] [--warmup 3s] [--connections 32]
 #                     [--threads 2] [--rounds 1] [--envoy-concurrency N]
 #                     [--setups "noop embedded kernel journal"]
-#                     [--no-build] [--keep]
+#                     [--pin] [--no-build] [--keep]
 #
 # --setups runs only the listed setups (the no-op is always measured first:
-# every ratio is to it). With a long --duration it is the memory-leak soak:
+# every ratio is to it). --pin gives the ext_proc side (no-op server, kernel,
+# agent, journal) the last core and wrk, Envoy and the upstream the others,
+# as a sidecar with a CPU of its own runs (Envoy's --concurrency defaults to
+# the cores it gets). With a long --duration it is the memory-leak soak:
 # the report adds each process's RSS at the start and the end of the run.
 #
 # Everything listens on 127.0.0.1 on free ports (except the kernel's
@@ -40,7 +43,8 @@ WARMUP=3s
 CONNECTIONS=32
 THREADS=2
 ROUNDS=1
-ENVOY_CONCURRENCY=$(nproc)
+ENVOY_CONCURRENCY=""
+PIN=0
 SETUPS="noop embedded kernel journal"
 BUILD=1
 KEEP=0
@@ -57,10 +61,30 @@ while [[ $# -gt 0 ]]; do
     --setups) SETUPS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=1; shift ;;
+    --pin) PIN=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
   esac
 done
+
+# CPU placement: with --pin, the ext_proc side on the last core, the rest on
+# the others (taskset execs the command, so the recorded pids stay right).
+SIDE=()
+REST=()
+if ((PIN)); then
+  NCPU=$(nproc)
+  ((NCPU >= 2)) || { echo "run.sh: --pin needs at least 2 cores" >&2; exit 2; }
+  command -v taskset >/dev/null || { echo "run.sh: --pin needs taskset (util-linux)" >&2; exit 2; }
+  SIDE=(taskset -c "$((NCPU - 1))")
+  REST=(taskset -c "0-$((NCPU - 2))")
+  ENVOY_CONCURRENCY=${ENVOY_CONCURRENCY:-$((NCPU - 1))}
+fi
+ENVOY_CONCURRENCY=${ENVOY_CONCURRENCY:-$(nproc)}
+if ((PIN)); then
+  PLACEMENT="the ext_proc side pinned to core $((NCPU - 1)), wrk, Envoy and the upstream to cores 0-$((NCPU - 2))"
+else
+  PLACEMENT="$(nproc) cores shared by wrk, Envoy, the upstream and the ext_proc side"
+fi
 
 ENVOY=${ENVOY_BIN:-envoy}
 for tool in "$ENVOY" wrk curl python3; do
@@ -247,12 +271,12 @@ fi
 URL="http://127.0.0.1:$P_LISTEN$ROUTE"
 
 # ---------------------------------------------------------------- pieces
-start upstream "$BIN/upstream" --listen "127.0.0.1:$P_UPSTREAM"
+start upstream "${REST[@]}" "$BIN/upstream" --listen "127.0.0.1:$P_UPSTREAM"
 UPSTREAM_PID=$LAST_PID
 wait_for upstream "$UPSTREAM_PID" port_open "$P_UPSTREAM"
 
 start_envoy() {  # start_envoy CONFIG NAME
-  start "$2" "$ENVOY" -c "$1" --concurrency "$ENVOY_CONCURRENCY" \
+  start "$2" "${REST[@]}" "$ENVOY" -c "$1" --concurrency "$ENVOY_CONCURRENCY" \
     --disable-hot-restart --log-level warn
   ENVOY_PID=$LAST_PID
   wait_for Envoy "$ENVOY_PID" curl -sf "http://127.0.0.1:$P_ADMIN/ready"
@@ -267,27 +291,27 @@ start_setup() {  # start_setup noop|embedded|kernel|journal
   local agent_config="$WORK/agent-config.yaml"
   if [[ $1 == journal ]]; then
     rm -rf "$WORK/run/agent-log" "$WORK/run/journal-data"
-    start journal "$BIN/policy-journal" --config "$WORK/journal-config.yaml"
+    start journal "${SIDE[@]}" "$BIN/policy-journal" --config "$WORK/journal-config.yaml"
     JOURNAL_PID=$LAST_PID
     wait_for policy-journal "$JOURNAL_PID" port_open "$P_JOURNAL"
     agent_config="$WORK/agent-config-journal.yaml"
   fi
   if [[ $1 == noop ]]; then
-    start noop "$BIN/noop_extproc" --listen "127.0.0.1:$P_NOOP"
+    start noop "${SIDE[@]}" "$BIN/noop_extproc" --listen "127.0.0.1:$P_NOOP"
     SERVER_PIDS=("$LAST_PID") SERVER_NAMES=(noop)
     wait_for noop_extproc "$LAST_PID" port_open "$P_NOOP"
     start_envoy "$WORK/envoy-noop.yaml" envoy-noop
   elif [[ $1 == embedded ]]; then
-    start kernel "$BIN/policy-kernel" --config "$WORK/kernel-config.yaml" --embedded-agent "$agent_config"
+    start kernel "${SIDE[@]}" "$BIN/policy-kernel" --config "$WORK/kernel-config.yaml" --embedded-agent "$agent_config"
     SERVER_PIDS=("$LAST_PID") SERVER_NAMES=(kernel)
     wait_for "policy-kernel --embedded-agent" "$LAST_PID" curl -sf "http://127.0.0.1:$P_METRICS/health/ready"
     start_envoy "$WORK/envoy-kernel.yaml" envoy-kernel
   else
     rm -f "$SOCKET"
-    start agent "$BIN/policy-agent" --config "$agent_config" --log-format json
+    start agent "${SIDE[@]}" "$BIN/policy-agent" --config "$agent_config" --log-format json
     SERVER_PIDS=("$LAST_PID") SERVER_NAMES=(agent)
     wait_for policy-agent "$LAST_PID" test -S "$SOCKET"
-    start kernel "$BIN/policy-kernel" --config "$WORK/kernel-config.yaml"
+    start kernel "${SIDE[@]}" "$BIN/policy-kernel" --config "$WORK/kernel-config.yaml"
     SERVER_PIDS+=("$LAST_PID") SERVER_NAMES+=(kernel)
     wait_for policy-kernel "$LAST_PID" curl -sf "http://127.0.0.1:$P_METRICS/health/ready"
     start_envoy "$WORK/envoy-kernel.yaml" envoy-kernel
@@ -356,7 +380,7 @@ measure() {      # measure noop|kernel ROUND
   local setup=$1 round=$2 out pid k0="" k1 rss=0 detail=""
   start_setup "$setup"
   sanity "$setup"
-  wrk -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" -H "X-API-Key: $API_KEY" "$URL" >"$WORK/warmup-$setup-$round.txt" 2>&1 \
+  "${REST[@]}" wrk -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" -H "X-API-Key: $API_KEY" "$URL" >"$WORK/warmup-$setup-$round.txt" 2>&1 \
     || die "wrk warm-up failed: $(cat "$WORK/warmup-$setup-$round.txt")"
   [[ $setup != noop ]] && k0=$(kernel_decisions)
   local -a t0=() t1=()
@@ -371,7 +395,7 @@ measure() {      # measure noop|kernel ROUND
       sleep 5
     done ) >"$samples" &
   local sampler=$!
-  wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency -H "X-API-Key: $API_KEY" "$URL" >"$out" 2>&1 \
+  "${REST[@]}" wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency -H "X-API-Key: $API_KEY" "$URL" >"$out" 2>&1 \
     || die "wrk failed: $(cat "$out")"
   m1=$(machine_ticks)
   kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
@@ -424,7 +448,7 @@ measure() {      # measure noop|kernel ROUND
   stop_setup
 }
 
-log "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk, Envoy (--concurrency $ENVOY_CONCURRENCY), upstream and the ext_proc side share them"
+log "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); Envoy --concurrency $ENVOY_CONCURRENCY; $PLACEMENT"
 log "route $ROUTE, X-API-Key: $API_KEY; kernel config: rateLimit raised to $BIG/s, burst $BIG (deploy/local: 100/s, burst 20) so it never denies under load"
 RUN=(noop)
 for s in $SETUPS; do
@@ -449,7 +473,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; els
 echo
 echo "Load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION (after a $WARMUP warm-up) GET $ROUTE with X-API-Key: $API_KEY"
 echo "through Envoy $("$ENVOY" --version 2>/dev/null | sed -n 's/.*version: [^/]*\/\([^/]*\)\/.*/\1/p') (--concurrency $ENVOY_CONCURRENCY, deploy/local/envoy.yaml: same routes and processing modes, response body BUFFERED on $ROUTE);"
-echo "$(nproc) cores shared by wrk, Envoy, the upstream and the ext_proc side. Kernel rateLimit raised to 10^9/s, burst 10^9 (never denies)."
+echo "$PLACEMENT. Kernel rateLimit raised to 10^9/s, burst 10^9 (never denies)."
 echo "RSS = peak resident set (VmHWM) of the ext_proc side: noop_extproc, policy-kernel (embedded agent), or policy-kernel + policy-agent; CPU = its CPU time per request."
 echo
 fmt='%-6s %-15s %8s %8s %8s %30s %28s  %s\n'
@@ -502,6 +526,9 @@ done
 # MCPU(no-op) / ratio per request; what the rest takes (more than with the
 # no-op: Envoy applies the header and body changes) leaves the ext_proc side
 # the difference.
+if ((PIN)); then
+  echo "(--pin: the ext_proc side has a core to itself, the rest the others; req/s is set by whichever saturates first)"
+else
 echo "What the req/s targets leave the ext_proc side (round 1; with the rest as measured):"
 for s in "${RUN[@]:1}"; do
   target=0.70; [[ $s == embedded ]] && target=0.90
@@ -510,6 +537,7 @@ for s in "${RUN[@]:1}"; do
     budget = mn / t; left = budget - (m - c)
     printf "  %-13s at %.2fx the no-op'"'"'s req/s: %.0f us per request in all, the rest takes %.0f: <= %.0f us for the ext_proc side (measured %.0f; the no-op server itself %.0f)\n", name, t, budget, m - c, left, c, cn }'
 done
+fi
 
 if [[ -n ${INTERP:-} ]]; then
   echo
