@@ -24,7 +24,23 @@ package policies.responseBodyTransform
 
 import rego.v1
 
-result(ctx, md) := r if {
+# The usual case first: metadata with plain field names only and a context
+# with a response, where _decide's checks all pass and it comes to the same
+# _transform (without sorting the metadata's keys or splitting the names).
+result(ctx, md) := _transform(object.get(response, "body", ""), fields) if {
+	is_object(md)
+	count(object.remove(md, {"remove_fields"})) == 0
+	fields := object.get(md, "remove_fields", [])
+	is_array(fields)
+	every f in fields {
+		is_string(f)
+		f != ""
+		not contains(f, ".")
+	}
+	is_object(ctx)
+	response := ctx.response
+	is_object(response)
+} else := r if {
 	r = _decide(ctx, md)
 } else := _error("responseBodyTransform: evaluation failed")
 

@@ -171,3 +171,44 @@ test_ctx_missing_response if {
 test_ctx_not_object if {
 	is_error(responseBodyTransform.result(7, {}), "malformed context: ctx must be an object")
 }
+
+# result's first branch (plain names) gives what _decide gives, wherever
+# _decide is defined.
+shortcut_mds := [
+	{},
+	{"remove_fields": []},
+	{"remove_fields": ["internal_id"]},
+	{"remove_fields": ["internal_id", "secret"]},
+	{"remove_fields": ["users.0.internal_id"]},
+	{"remove_fields": ["x", ""]},
+	{"remove_fields": [1]},
+	{"remove_fields": "internal_id"},
+	{"remove_fields": ["x"], "other": 1},
+	"not an object",
+]
+
+shortcut_ctxs := [
+	{"response": {"body": {"internal_id": 1, "users": [{"internal_id": 2, "secret": 3}]}}},
+	{"response": {"body": [{"internal_id": 1}]}},
+	{"response": {"body": "plain text"}},
+	{"response": {}},
+	{"response": "not an object"},
+	{},
+	"not an object",
+]
+
+shortcut_agrees(ctx, md) if {
+	not responseBodyTransform._decide(ctx, md)
+}
+
+shortcut_agrees(ctx, md) if {
+	responseBodyTransform.result(ctx, md) == responseBodyTransform._decide(ctx, md)
+}
+
+test_result_shortcut_agrees_with_decide if {
+	every md in shortcut_mds {
+		every ctx in shortcut_ctxs {
+			shortcut_agrees(ctx, md)
+		}
+	}
+}
