@@ -22,6 +22,26 @@ pub(super) enum InstructionOutcome {
     Suspend { reason: SuspendReason },
 }
 
+/// policy-engine patch: whether a `Guard` of `mode` holds for `value`
+/// (`GuardMode::Not` is also `Not`'s result), shared by the full dispatch and
+/// the dispatch loop's shortcut (`execution.rs`).
+#[inline(always)]
+pub(super) const fn guard_passes(mode: GuardMode, value: &Value) -> bool {
+    match mode {
+        GuardMode::Not => match *value {
+            Value::Undefined => true,
+            Value::Bool(b) => !b,
+            _ => false,
+        },
+        GuardMode::Condition => match *value {
+            Value::Bool(b) => b,
+            Value::Undefined => false,
+            _ => true,
+        },
+        GuardMode::NotUndefined => !matches!(*value, Value::Undefined),
+    }
+}
+
 impl RegoVM {
     pub(super) fn execute_instruction(
         &mut self,
@@ -332,12 +352,7 @@ impl RegoVM {
                 }
             }
             Not { dest, operand } => {
-                let operand_value = self.get_register(operand)?;
-                let negated = match *operand_value {
-                    Value::Undefined => true,
-                    Value::Bool(b) => !b,
-                    _ => false,
-                };
+                let negated = guard_passes(GuardMode::Not, self.get_register(operand)?);
                 self.set_register(dest, Value::Bool(negated))?;
                 Ok(InstructionOutcome::Continue)
             }
@@ -349,20 +364,7 @@ impl RegoVM {
                 Ok(InstructionOutcome::Continue)
             }
             Guard { register, mode } => {
-                let value = self.get_register(register)?;
-                let passed = match mode {
-                    GuardMode::Not => match *value {
-                        Value::Undefined => true,
-                        Value::Bool(b) => !b,
-                        _ => false,
-                    },
-                    GuardMode::Condition => match *value {
-                        Value::Bool(b) => b,
-                        Value::Undefined => false,
-                        _ => true,
-                    },
-                    GuardMode::NotUndefined => !matches!(value, Value::Undefined),
-                };
+                let passed = guard_passes(mode, self.get_register(register)?);
                 self.handle_condition(passed)?;
                 Ok(InstructionOutcome::Continue)
             }

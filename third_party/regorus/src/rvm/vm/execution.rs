@@ -4,13 +4,13 @@
 // `.ok_or_else(|| VmError::…)` so no error value is built (and dropped) on the
 // success path; see `vm/mod.rs`.
 
-use crate::rvm::instructions::Instruction;
+use crate::rvm::instructions::{GuardMode, Instruction};
 use crate::rvm::program::Program;
 use crate::value::Value;
 use alloc::string::String;
 use core::convert::TryFrom as _;
 
-use super::dispatch::InstructionOutcome;
+use super::dispatch::{guard_passes, InstructionOutcome};
 use super::errors::{Result, VmError};
 use super::execution_model::{
     ExecutionFrame, ExecutionMode, ExecutionState, FrameKind, RuleFrameData, RuleFramePhase,
@@ -206,14 +206,13 @@ impl RegoVM {
         Ok(self.registers.first().cloned().unwrap_or(Value::Undefined))
     }
 
-    /// policy-engine patch: the most frequent instructions whose only effect
-    /// is a register write or a passed condition (`Move`, the loads,
-    /// `IndexLiteral`, `Eq`, `Ne`, `Not`, `RuleInit`, a `Guard` that holds)
-    /// run here, and the commonest with handlers of their own
-    /// (`FunctionCall`, `BuiltinCall`, `LoopNext`, `ComprehensionYield`) are
-    /// handed to them from here, in the dispatch loop,
-    /// without the call into the full `execute_instruction` cascade, whose
-    /// frame setup and nested matches cost more than the work itself.
+    /// policy-engine patch: the commonest instructions, run from the dispatch
+    /// loop without the full `execute_instruction` cascade (whose frame setup
+    /// and nested matches cost more than their work): those that only write
+    /// a register or pass a condition (`Move`, the loads, `IndexLiteral`,
+    /// `Eq`, `Ne`, `Not`, `RuleInit`, a `Guard` that holds), and those with
+    /// handlers of their own (`FunctionCall`, `BuiltinCall`, `LoopNext`,
+    /// `ComprehensionYield`), called directly.
     /// Returns `false`, having changed nothing, for every other instruction
     /// and for the uncommon cases of these (a failed guard, a literal index
     /// out of range): `execute_instruction` handles them as before.
@@ -223,7 +222,6 @@ impl RegoVM {
         program: &Program,
         instruction: &Instruction,
     ) -> Result<bool> {
-        use crate::rvm::instructions::GuardMode;
         match *instruction {
             Instruction::Move { dest, src } => {
                 let value = self.get_register(src)?.clone();
@@ -263,11 +261,7 @@ impl RegoVM {
                 self.set_register(dest, result)?;
             }
             Instruction::Not { dest, operand } => {
-                let negated = match *self.get_register(operand)? {
-                    Value::Undefined => true,
-                    Value::Bool(b) => !b,
-                    _ => false,
-                };
+                let negated = guard_passes(GuardMode::Not, self.get_register(operand)?);
                 self.set_register(dest, Value::Bool(negated))?;
             }
             Instruction::RuleInit {
@@ -275,27 +269,10 @@ impl RegoVM {
                 rule_index,
             } => self.execute_rule_init(result_reg, rule_index)?,
             Instruction::Guard { register, mode } => {
-                let value = self.get_register(register)?;
-                let passed = match mode {
-                    GuardMode::Not => match *value {
-                        Value::Undefined => true,
-                        Value::Bool(b) => !b,
-                        _ => false,
-                    },
-                    GuardMode::Condition => match *value {
-                        Value::Bool(b) => b,
-                        Value::Undefined => false,
-                        _ => true,
-                    },
-                    GuardMode::NotUndefined => !matches!(value, Value::Undefined),
-                };
-                if !passed {
+                if !guard_passes(mode, self.get_register(register)?) {
                     return Ok(false);
                 }
             }
-            // The commonest instructions with handlers of their own: called
-            // directly, not through the cascade of matches in
-            // `execute_instruction` (same handler, same outcome: continue).
             Instruction::FunctionCall { params_index } => {
                 self.execute_function_call(params_index)?;
             }
