@@ -91,22 +91,27 @@ fast_next(acc, r, name) := out if {
 	}
 } else := out if {
 	# The most common pair (an authenticated user): one SET_HEADER, then one
-	# SET_STATE, so the keys cannot collide.
+	# SET_STATE, so the keys cannot collide. (The second type is tested first:
+	# it is what tells this pair from two headers.)
 	r.status == "OK"
 	instrs := r.instructions
 	is_array(instrs)
 	count(instrs) == 2
+	st := instrs[1]
+	st.type == "SET_STATE"
 	h := instrs[0]
 	h.type == "SET_HEADER"
 	hk := h.key
 	is_string(hk)
-	st := instrs[1]
-	st.type == "SET_STATE"
 	sk := st.key
 	is_string(sk)
+	hv := h.value
+	sv := st.value
+	not is_object(hv)
+	not is_object(sv)
 	m := r.metadata
 	is_object(m)
-	ctx = _apply_pair(acc.ctx, lower(hk), h.value, sk, st.value)
+	ctx = _apply_union(acc.ctx, {lower(hk): hv}, {sk: sv})
 	out := {
 		"ctx": ctx,
 		"instructions": array.concat(acc.instructions, instrs),
@@ -129,9 +134,13 @@ fast_next(acc, r, name) := out if {
 	lx := lower(xk)
 	ly := lower(yk)
 	lx != ly
+	xv := x.value
+	yv := y.value
+	not is_object(xv)
+	not is_object(yv)
 	m := r.metadata
 	is_object(m)
-	ctx = _apply_changes(acc.ctx, {lx: x.value, ly: y.value}, {})
+	ctx = _apply_union(acc.ctx, {lx: xv, ly: yv}, {})
 	out := {
 		"ctx": ctx,
 		"instructions": array.concat(acc.instructions, instrs),
@@ -197,12 +206,12 @@ _apply_changes(ctx, hs, ss) := out if {
 	})
 }
 
-# _apply_changes(ctx, {hk: hv}, {sk: sv}) in one recursive object.union,
-# when that gives the same context: the message exists with a body (which
-# _apply_changes would otherwise add as ""), and neither value is an object
-# (object.union merges objects where _apply_changes replaces). Undefined
-# otherwise.
-_apply_pair(ctx, hk, hv, sk, sv) := out if {
+# _apply_changes(ctx, hs, ss) in one recursive object.union, for changes
+# whose values are not objects (object.union merges objects where
+# _apply_changes replaces them; the callers check), when that gives the same
+# context: the message exists with a body (which _apply_changes would
+# otherwise add as ""). _apply_changes otherwise.
+_apply_union(ctx, hs, ss) := out if {
 	is_object(ctx)
 	t := {true: "response", false: "request"}[object.get(ctx, "phase", null) == "response"]
 	msg := ctx[t]
@@ -210,10 +219,8 @@ _apply_pair(ctx, hk, hv, sk, sv) := out if {
 	_ = msg.body
 	is_object(object.get(msg, "headers", {}))
 	is_object(object.get(ctx, "state", {}))
-	not is_object(hv)
-	not is_object(sv)
-	out := object.union(ctx, {t: {"headers": {hk: hv}}, "state": {sk: sv}})
-} else := _apply_changes(ctx, {hk: hv}, {sk: sv})
+	out := object.union(ctx, {t: {"headers": hs}, "state": ss})
+} else := _apply_changes(ctx, hs, ss)
 
 # One instruction's header change ({} for SET_STATE); undefined for any
 # other instruction.

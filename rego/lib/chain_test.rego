@@ -15,6 +15,8 @@ contexts := [
 	{"phase": "request", "request": {"headers": "not an object"}, "state": {}},
 	{"phase": "request", "request": {"headers": {}}, "state": "not an object"},
 	{"request": {"headers": {"x-a": "1"}}},
+	{"phase": "response", "request": {"headers": {"x-a": "1"}, "body": ""}, "response": {"headers": {"x-b": "2"}}, "state": {}},
+	{"phase": "request", "request": {"body": "b"}},
 	"not an object",
 ]
 
@@ -70,6 +72,14 @@ results := [
 	{"status": "OK", "message": "m", "instructions": [
 		{"type": "SET_HEADER", "key": "X-Frame-Options", "value": "DENY"},
 		{"type": "SET_HEADER", "key": "x-a", "value": "2"},
+	], "metadata": {}},
+	{"status": "OK", "message": "m", "instructions": [
+		{"type": "SET_HEADER", "key": "X-A", "value": {"o": 1}},
+		{"type": "SET_HEADER", "key": "x-b", "value": "2"},
+	], "metadata": {}},
+	{"status": "OK", "message": "m", "instructions": [
+		{"type": "SET_HEADER", "key": "X-A", "value": "1"},
+		{"type": "SET_STATE", "key": "k", "value": {"nested": true}},
 	], "metadata": {}},
 ]
 
