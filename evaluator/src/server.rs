@@ -2,26 +2,37 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use policy_proto::agent::health_response::ServingStatus;
 use policy_proto::agent::policy_agent_server::{PolicyAgent, PolicyAgentServer};
+use policy_proto::agent::policy_call_result::Outcome;
 use policy_proto::agent::{
-    DegradedStatus, EmergencyRequest, EmergencyStatus, GetAgentConfigRequest,
-    GetAgentConfigResponse, HealthRequest, HealthResponse, JournalStatus, PolicyRequest,
-    PolicyResponse, PrepareChainsRequest, PrepareChainsResponse, TierDecisions,
+    CallStatus, DegradedStatus, EmergencyRequest, EmergencyStatus, GetAgentConfigRequest,
+    GetAgentConfigResponse, HealthRequest, HealthResponse, JournalStatus, PolicyCall,
+    PolicyCallResult, PolicyRequest, PolicyResponse, PrepareChainsRequest, PrepareChainsResponse,
+    TierDecisions,
 };
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
-use tokio_stream::wrappers::UnixListenerStream;
-use tonic::{Request, Response, Status};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::agent::Agent;
 use crate::degraded::{EmergencyChange, EmergencyError};
 use crate::error::SetupError;
 use crate::traces::ChainTrace;
 
+/// Answers of one `ExecutePoliciesStream` that may wait for the stream.
+const STREAM_ANSWERS: usize = 1024;
+
+/// The answers of an `ExecutePoliciesStream`.
+pub type CallResults = Pin<Box<dyn Stream<Item = Result<PolicyCallResult, Status>> + Send>>;
+
 /// The tonic service backed by an [`Agent`].
+#[derive(Clone)]
 pub struct AgentService {
     agent: Arc<Agent>,
     permits: Arc<Semaphore>,
@@ -33,26 +44,14 @@ impl AgentService {
         let permits = Arc::new(Semaphore::new(agent.config().max_concurrent_requests));
         Self { agent, permits }
     }
-}
 
-#[tonic::async_trait]
-impl PolicyAgent for AgentService {
-    async fn get_agent_config(
-        &self,
-        _: Request<GetAgentConfigRequest>,
-    ) -> Result<Response<GetAgentConfigResponse>, Status> {
-        Ok(Response::new(self.agent.agent_config()))
-    }
-
-    async fn execute_policies(
-        &self,
-        request: Request<PolicyRequest>,
-    ) -> Result<Response<PolicyResponse>, Status> {
+    /// One chain execution: the answer of `ExecutePolicies`, and of each
+    /// call of `ExecutePoliciesStream`.
+    pub async fn run(&self, req: PolicyRequest) -> Result<PolicyResponse, Status> {
         let _permit = self
             .permits
             .try_acquire()
             .map_err(|_| Status::resource_exhausted("agent is at max_concurrent_requests"))?;
-        let req = request.into_inner();
         let tracer = crate::traces::agent_tracer();
         let trace = tracer.map(|t| ChainTrace::start(t, &req, &self.agent.config().name));
         let mut exec = self.agent.execute(&req);
@@ -82,7 +81,77 @@ impl PolicyAgent for AgentService {
                 .unwrap_or_default();
             trace.end(tracer, &req, &exec, &self.agent.config().name, masked);
         }
-        Ok(Response::new(exec.response))
+        Ok(exec.response)
+    }
+}
+
+/// A stream call's answer: the response, or the status a unary call would
+/// have ended with.
+fn call_result(id: u64, result: Result<PolicyResponse, Status>) -> PolicyCallResult {
+    PolicyCallResult {
+        id,
+        outcome: Some(match result {
+            Ok(r) => Outcome::Response(r),
+            Err(s) => Outcome::Error(CallStatus {
+                code: s.code() as i32,
+                message: s.message().to_string(),
+            }),
+        }),
+    }
+}
+
+#[tonic::async_trait]
+impl PolicyAgent for AgentService {
+    async fn get_agent_config(
+        &self,
+        _: Request<GetAgentConfigRequest>,
+    ) -> Result<Response<GetAgentConfigResponse>, Status> {
+        Ok(Response::new(self.agent.agent_config()))
+    }
+
+    async fn execute_policies(
+        &self,
+        request: Request<PolicyRequest>,
+    ) -> Result<Response<PolicyResponse>, Status> {
+        self.run(request.into_inner()).await.map(Response::new)
+    }
+
+    type ExecutePoliciesStreamStream = CallResults;
+
+    async fn execute_policies_stream(
+        &self,
+        request: Request<Streaming<PolicyCall>>,
+    ) -> Result<Response<CallResults>, Status> {
+        let mut calls = request.into_inner();
+        let (answers, queue) = tokio::sync::mpsc::channel(STREAM_ANSWERS);
+        let service = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match calls.message().await {
+                    Ok(Some(call)) => {
+                        // Each call in a task of its own: the calls of one
+                        // stream run in parallel, as unary calls do.
+                        let service = service.clone();
+                        let answers = answers.clone();
+                        tokio::spawn(async move {
+                            let result = match call.request {
+                                Some(req) => service.run(req).await,
+                                None => Err(Status::invalid_argument("a call without a request")),
+                            };
+                            let _ = answers.send(Ok(call_result(call.id, result))).await;
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        // A malformed call ends the stream with its error;
+                        // the calls under way are still answered.
+                        let _ = answers.send(Err(status)).await;
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(queue))))
     }
 
     async fn prepare_chains(

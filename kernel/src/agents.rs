@@ -29,6 +29,7 @@ use tokio::task::AbortHandle;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Request, Response, Status};
 
+use crate::calls::CallStream;
 use crate::config::AgentEntry;
 use crate::metrics::Metrics;
 
@@ -78,8 +79,12 @@ impl Discovery {
 /// How the kernel reaches an agent.
 #[derive(Clone)]
 enum Transport {
-    /// gRPC over the agent's Unix socket (the split mode of the spec).
-    Socket(PolicyAgentClient<Channel>),
+    /// gRPC over the agent's Unix socket (the split mode of the spec):
+    /// chain executions over the call stream, the rest unary.
+    Socket {
+        client: PolicyAgentClient<Channel>,
+        calls: Arc<CallStream>,
+    },
     /// The agent core in this process (`policy-kernel --embedded-agent`):
     /// the very service the agent serves on its socket, called directly,
     /// so answers, errors and decision records are the same.
@@ -89,7 +94,12 @@ enum Transport {
 impl Transport {
     async fn get_agent_config(&self) -> Result<GetAgentConfigResponse, Status> {
         match self {
-            Self::Socket(c) => c.clone().get_agent_config(GetAgentConfigRequest {}).await,
+            Self::Socket { client, .. } => {
+                client
+                    .clone()
+                    .get_agent_config(GetAgentConfigRequest {})
+                    .await
+            }
             Self::Embedded(s) => {
                 s.get_agent_config(Request::new(GetAgentConfigRequest {}))
                     .await
@@ -100,7 +110,7 @@ impl Transport {
 
     async fn health(&self) -> Result<HealthResponse, Status> {
         match self {
-            Self::Socket(c) => c.clone().health(HealthRequest {}).await,
+            Self::Socket { client, .. } => client.clone().health(HealthRequest {}).await,
             Self::Embedded(s) => s.health(Request::new(HealthRequest {})).await,
         }
         .map(Response::into_inner)
@@ -111,7 +121,7 @@ impl Transport {
         req: PrepareChainsRequest,
     ) -> Result<PrepareChainsResponse, Status> {
         match self {
-            Self::Socket(c) => c.clone().prepare_chains(req).await,
+            Self::Socket { client, .. } => client.clone().prepare_chains(req).await,
             Self::Embedded(s) => s.prepare_chains(Request::new(req)).await,
         }
         .map(Response::into_inner)
@@ -119,10 +129,9 @@ impl Transport {
 
     async fn execute_policies(&self, req: PolicyRequest) -> Result<PolicyResponse, Status> {
         match self {
-            Self::Socket(c) => c.clone().execute_policies(req).await,
-            Self::Embedded(s) => s.execute_policies(Request::new(req)).await,
+            Self::Socket { calls, .. } => calls.call(req).await,
+            Self::Embedded(s) => s.run(req).await,
         }
-        .map(Response::into_inner)
     }
 }
 
@@ -172,7 +181,11 @@ impl AgentHandle {
         let client = PolicyAgentClient::new(channel)
             .max_decoding_message_size(crate::kernel::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(crate::kernel::MAX_MESSAGE_BYTES);
-        Ok(Self::with_transport(entry, Transport::Socket(client)))
+        let calls = Arc::new(CallStream::new(client.clone()));
+        Ok(Self::with_transport(
+            entry,
+            Transport::Socket { client, calls },
+        ))
     }
 
     /// A handle for `entry` served by `service` in this process: no socket,

@@ -17,6 +17,7 @@
 
 mod agent_metrics;
 mod agents;
+mod calls;
 mod config;
 mod context;
 mod convert;

@@ -130,6 +130,36 @@ async fn state_and_request_changes_reach_the_response_phase() {
 }
 
 #[tokio::test]
+async fn chains_go_over_the_call_stream_and_unary_to_an_agent_without_it() {
+    for unary_only in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("fake.sock");
+        let mut fake = FakeAgent::new(&["p", "q"], |_, _| async move {
+            Ok(ok(vec![set_header("x-seen", "1")], "{}"))
+        });
+        if unary_only {
+            fake = fake.unary_only();
+        }
+        let _agent = fake.serve(&socket).await;
+        let kernel = kernel_for(dir.path(), &socket, 2000, false).await;
+        for _ in 0..3 {
+            let answer = first_answer(&kernel).await;
+            assert_eq!(
+                set_headers(common(&answer, "request_headers"))["x-seen"],
+                "1",
+                "unary only: {unary_only}"
+            );
+        }
+        assert_eq!(fake.calls().len(), 3, "unary only: {unary_only}");
+        assert_eq!(
+            fake.streamed(),
+            if unary_only { 0 } else { 3 },
+            "unary only: {unary_only}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn agent_down_denies_with_503_unless_fail_open() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("nobody.sock");

@@ -1,8 +1,8 @@
 //! The real `policy-agent` binary over a real Unix socket: the two routes of
 //! the engine specification §3.2 (exactly its chains and metadata, sent as
 //! the protocol's strings), the default policy, state carried from the
-//! request to the response phase, discovery, bad input, and secrets kept out
-//! of the log.
+//! request to the response phase, discovery, bad input, secrets kept out of
+//! the log, and calls over the call stream.
 
 #[path = "agent_uds/admin_route.rs"]
 mod admin_route;
@@ -16,6 +16,8 @@ mod discovery;
 mod response_chain;
 #[path = "agent_uds/secrets.rs"]
 mod secrets;
+#[path = "agent_uds/stream.rs"]
+mod stream;
 #[path = "agent_uds/users_route.rs"]
 mod users_route;
 #[path = "agent_uds/wire.rs"]

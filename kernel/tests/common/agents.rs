@@ -11,13 +11,15 @@ use std::time::Duration;
 use policy_agent::{Agent, AgentConfig};
 use policy_proto::agent::health_response::ServingStatus;
 use policy_proto::agent::policy_agent_server::{PolicyAgent, PolicyAgentServer};
+use policy_proto::agent::policy_call_result::Outcome;
 use policy_proto::agent::{
-    GetAgentConfigRequest, GetAgentConfigResponse, HealthRequest, HealthResponse, PolicyInfo,
-    PolicyPhase, PolicyRequest, PolicyResponse, PrepareChainsRequest, PrepareChainsResponse,
+    CallStatus, GetAgentConfigRequest, GetAgentConfigResponse, HealthRequest, HealthResponse,
+    PolicyCall, PolicyCallResult, PolicyInfo, PolicyPhase, PolicyRequest, PolicyResponse,
+    PrepareChainsRequest, PrepareChainsResponse,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 
 /// The demo key of `deploy/local` and the SHA-256 the agent's data holds.
 pub const ALICE_KEY: &str = "demo-key-alice";
@@ -89,12 +91,17 @@ type Respond = Arc<
 >;
 
 /// A scriptable agent: advertises `policies` for both phases and answers
-/// `ExecutePolicies` with `respond(request, call_index)`; records requests.
+/// `ExecutePolicies` (and each call of `ExecutePoliciesStream`) with
+/// `respond(request, call_index)`; records requests and how they came.
 #[derive(Clone)]
 pub struct FakeAgent {
     policies: Arc<Mutex<(Vec<String>, String)>>,
     respond: Respond,
     pub calls: Arc<Mutex<Vec<PolicyRequest>>>,
+    /// Answer `ExecutePoliciesStream` with UNIMPLEMENTED (an agent without it).
+    unary_only: bool,
+    /// How many calls came over the call stream.
+    streamed: Arc<Mutex<usize>>,
 }
 
 impl FakeAgent {
@@ -110,7 +117,20 @@ impl FakeAgent {
             ))),
             respond: Arc::new(move |r, i| Box::pin(respond(r, i))),
             calls: Arc::new(Mutex::new(Vec::new())),
+            unary_only: false,
+            streamed: Arc::new(Mutex::new(0)),
         }
+    }
+
+    /// The same agent without `ExecutePoliciesStream`.
+    pub fn unary_only(mut self) -> Self {
+        self.unary_only = true;
+        self
+    }
+
+    /// How many calls came over the call stream (the others were unary).
+    pub fn streamed(&self) -> usize {
+        *self.streamed.lock().unwrap()
     }
 
     /// Advertises `policies` under policy revision `revision` from now on
@@ -185,6 +205,47 @@ impl PolicyAgent for FakeAgent {
             calls.len() - 1
         };
         (self.respond)(req, index).await.map(tonic::Response::new)
+    }
+
+    type ExecutePoliciesStreamStream =
+        Pin<Box<dyn tokio_stream::Stream<Item = Result<PolicyCallResult, tonic::Status>> + Send>>;
+
+    async fn execute_policies_stream(
+        &self,
+        request: tonic::Request<tonic::Streaming<PolicyCall>>,
+    ) -> Result<tonic::Response<Self::ExecutePoliciesStreamStream>, tonic::Status> {
+        if self.unary_only {
+            return Err(tonic::Status::unimplemented(
+                "no ExecutePoliciesStream here",
+            ));
+        }
+        let mut calls = request.into_inner();
+        let (answers, queue) = tokio::sync::mpsc::channel(64);
+        let this = self.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(call)) = calls.message().await {
+                *this.streamed.lock().unwrap() += 1;
+                let this = this.clone();
+                let answers = answers.clone();
+                tokio::spawn(async move {
+                    let req = call.request.unwrap_or_default();
+                    let outcome = match this.execute_policies(tonic::Request::new(req)).await {
+                        Ok(r) => Outcome::Response(r.into_inner()),
+                        Err(s) => Outcome::Error(CallStatus {
+                            code: s.code() as i32,
+                            message: s.message().to_string(),
+                        }),
+                    };
+                    let _ = answers
+                        .send(Ok(PolicyCallResult {
+                            id: call.id,
+                            outcome: Some(outcome),
+                        }))
+                        .await;
+                });
+            }
+        });
+        Ok(tonic::Response::new(Box::pin(ReceiverStream::new(queue))))
     }
 
     async fn prepare_chains(

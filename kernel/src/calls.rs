@@ -1,0 +1,200 @@
+//! `ExecutePolicies` calls multiplexed over one long-lived
+//! `ExecutePoliciesStream` per agent. A unary call costs an HTTP/2 stream
+//! (request and response headers, trailers, a task on each side); over the
+//! call stream each call is one message each way, tagged with an id.
+//!
+//! The stream is opened on first use and reopened after it ends (the agent
+//! restarted, the connection broke): the calls waiting on an ended stream
+//! fail as `UNAVAILABLE`, the error of an unreachable agent, which the
+//! caller may retry. An agent without the call stream (`UNIMPLEMENTED`) is
+//! called with unary `ExecutePolicies` from then on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use arc_swap::ArcSwapOption;
+use parking_lot::Mutex;
+use policy_proto::agent::policy_agent_client::PolicyAgentClient;
+use policy_proto::agent::policy_call_result::Outcome;
+use policy_proto::agent::{PolicyCall, PolicyCallResult, PolicyRequest, PolicyResponse};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic::{Code, Status, Streaming};
+
+/// Calls queued for the stream before a caller waits to send.
+const QUEUED_CALLS: usize = 1024;
+
+type Answer = Result<PolicyResponse, Status>;
+
+/// The call stream of one agent (see the module documentation).
+pub struct CallStream {
+    client: PolicyAgentClient<Channel>,
+    /// The open stream; `None` before the first call.
+    link: ArcSwapOption<Link>,
+    /// Held while a stream is opened, so concurrent callers open one.
+    opening: tokio::sync::Mutex<()>,
+    next_id: AtomicU64,
+    /// The agent has no call stream: unary calls only.
+    unary: AtomicBool,
+}
+
+/// One open stream: where calls go, and who waits for which answer.
+struct Link {
+    calls: mpsc::Sender<PolicyCall>,
+    waiting: Mutex<Waiting>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    /// The agent's side of the stream ended: no answer will come.
+    ended: bool,
+    by_id: HashMap<u64, oneshot::Sender<Answer>>,
+}
+
+impl Link {
+    fn ended(&self) -> bool {
+        self.waiting.lock().ended
+    }
+}
+
+/// Forgets a call's waiter when the call ends early (its timeout).
+struct Registered<'a> {
+    link: &'a Link,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.link.waiting.lock().by_id.remove(&self.id);
+    }
+}
+
+fn stream_ended(detail: &str) -> Status {
+    Status::unavailable(format!("the agent's call stream ended: {detail}"))
+}
+
+impl CallStream {
+    /// Calls over `client`'s channel; nothing is opened before the first call.
+    pub fn new(client: PolicyAgentClient<Channel>) -> Self {
+        Self {
+            client,
+            link: ArcSwapOption::empty(),
+            opening: tokio::sync::Mutex::new(()),
+            next_id: AtomicU64::new(0),
+            unary: AtomicBool::new(false),
+        }
+    }
+
+    /// One chain execution: the agent's answer, or the status of the call.
+    pub async fn call(&self, req: PolicyRequest) -> Answer {
+        if self.unary.load(Ordering::Relaxed) {
+            return self.unary_call(req).await;
+        }
+        let Some(link) = self.link().await? else {
+            return self.unary_call(req).await;
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut waiting = link.waiting.lock();
+            if waiting.ended {
+                return Err(stream_ended("before the call was sent"));
+            }
+            waiting.by_id.insert(id, tx);
+        }
+        let _registered = Registered { link: &link, id };
+        let call = PolicyCall {
+            id,
+            request: Some(req),
+        };
+        if link.calls.send(call).await.is_err() {
+            return Err(stream_ended("before the call was sent"));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(stream_ended("before the call was answered")))
+    }
+
+    async fn unary_call(&self, req: PolicyRequest) -> Answer {
+        self.client
+            .clone()
+            .execute_policies(req)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// The open stream, opened when there is none (or it ended); `None`
+    /// when the agent has no call stream.
+    async fn link(&self) -> Result<Option<Arc<Link>>, Status> {
+        if let Some(link) = self.link.load_full().filter(|l| !l.ended()) {
+            return Ok(Some(link));
+        }
+        let _opening = self.opening.lock().await;
+        // Another caller may have opened it meanwhile.
+        if let Some(link) = self.link.load_full().filter(|l| !l.ended()) {
+            return Ok(Some(link));
+        }
+        let (calls, queue) = mpsc::channel(QUEUED_CALLS);
+        let answers = match self
+            .client
+            .clone()
+            .execute_policies_stream(ReceiverStream::new(queue))
+            .await
+        {
+            Ok(answers) => answers.into_inner(),
+            Err(status) if status.code() == Code::Unimplemented => {
+                tracing::info!("the agent has no ExecutePoliciesStream: calling ExecutePolicies");
+                self.unary.store(true, Ordering::Relaxed);
+                return Ok(None);
+            }
+            Err(status) => return Err(status),
+        };
+        let link = Arc::new(Link {
+            calls,
+            waiting: Mutex::new(Waiting::default()),
+        });
+        tokio::spawn(route_answers(Arc::downgrade(&link), answers));
+        self.link.store(Some(link.clone()));
+        Ok(Some(link))
+    }
+}
+
+/// Hands each answer to its caller until the stream ends, then fails the
+/// calls still waiting. Holds the link weakly: once no caller and no
+/// `CallStream` holds it, its call queue closes, which ends the stream.
+async fn route_answers(link: std::sync::Weak<Link>, mut answers: Streaming<PolicyCallResult>) {
+    let detail = loop {
+        match answers.message().await {
+            Ok(Some(answer)) => {
+                let Some(link) = link.upgrade() else {
+                    return;
+                };
+                let waiter = link.waiting.lock().by_id.remove(&answer.id);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(match answer.outcome {
+                        Some(Outcome::Response(r)) => Ok(r),
+                        Some(Outcome::Error(e)) => Err(Status::new(Code::from(e.code), e.message)),
+                        None => Err(Status::internal("the agent answered a call with nothing")),
+                    });
+                }
+            }
+            Ok(None) => break "the agent closed it".to_string(),
+            Err(status) => break status.message().to_string(),
+        }
+    };
+    let Some(link) = link.upgrade() else {
+        return;
+    };
+    let waiting = {
+        let mut w = link.waiting.lock();
+        w.ended = true;
+        std::mem::take(&mut w.by_id)
+    };
+    if !waiting.is_empty() {
+        tracing::warn!(calls = waiting.len(), error = %detail, "agent call stream ended with calls waiting");
+    }
+    for (_, waiter) in waiting {
+        let _ = waiter.send(Err(stream_ended(&detail)));
+    }
+}
