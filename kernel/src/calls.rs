@@ -4,10 +4,13 @@
 //! call stream each call is one message each way, tagged with an id.
 //!
 //! The stream is opened on first use and reopened after it ends (the agent
-//! restarted, the connection broke): the calls waiting on an ended stream
-//! fail as `UNAVAILABLE`, the error of an unreachable agent, which the
-//! caller may retry. An agent without the call stream (`UNIMPLEMENTED`) is
-//! called with unary `ExecutePolicies` from then on.
+//! restarted, the connection broke). When it ends, a waiting call that was
+//! never handed to the connection fails `UNAVAILABLE`, the error of an
+//! unreachable agent, which the caller may retry; one that was handed over
+//! fails `UNKNOWN`, as a unary call cut off mid-way does: the agent may have
+//! run it (rate-limit tokens taken, a decision recorded), so it is not
+//! retried. An agent without the call stream (`UNIMPLEMENTED`) is called
+//! with unary `ExecutePolicies` from then on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use policy_proto::agent::policy_agent_client::PolicyAgentClient;
 use policy_proto::agent::policy_call_result::Outcome;
 use policy_proto::agent::{PolicyCall, PolicyCallResult, PolicyRequest, PolicyResponse};
 use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
@@ -50,7 +54,13 @@ struct Link {
 struct Waiting {
     /// The agent's side of the stream ended: no answer will come.
     ended: bool,
-    by_id: HashMap<u64, oneshot::Sender<Answer>>,
+    by_id: HashMap<u64, Waiter>,
+}
+
+struct Waiter {
+    answer: oneshot::Sender<Answer>,
+    /// The call was handed to the connection (it may have reached the agent).
+    sent: bool,
 }
 
 impl Link {
@@ -102,7 +112,13 @@ impl CallStream {
             if waiting.ended {
                 return Err(stream_ended("before the call was sent"));
             }
-            waiting.by_id.insert(id, tx);
+            waiting.by_id.insert(
+                id,
+                Waiter {
+                    answer: tx,
+                    sent: false,
+                },
+            );
         }
         let _registered = Registered { link: &link, id };
         let call = PolicyCall {
@@ -112,8 +128,13 @@ impl CallStream {
         if link.calls.send(call).await.is_err() {
             return Err(stream_ended("before the call was sent"));
         }
-        rx.await
-            .unwrap_or_else(|_| Err(stream_ended("before the call was answered")))
+        // (A waiter is only dropped unanswered if the routing task is gone:
+        // the call may have run, so it is not one to retry.)
+        rx.await.unwrap_or_else(|_| {
+            Err(Status::unknown(
+                "the agent's call stream lost the call before it was answered",
+            ))
+        })
     }
 
     async fn unary_call(&self, req: PolicyRequest) -> Answer {
@@ -136,12 +157,21 @@ impl CallStream {
             return Ok(Some(link));
         }
         let (calls, queue) = mpsc::channel(QUEUED_CALLS);
-        let answers = match self
-            .client
-            .clone()
-            .execute_policies_stream(ReceiverStream::new(queue))
-            .await
-        {
+        let link = Arc::new(Link {
+            calls,
+            waiting: Mutex::new(Waiting::default()),
+        });
+        // Each call is marked as sent when the connection takes it.
+        let taken = Arc::downgrade(&link);
+        let outbound = ReceiverStream::new(queue).map(move |call: PolicyCall| {
+            if let Some(link) = taken.upgrade()
+                && let Some(w) = link.waiting.lock().by_id.get_mut(&call.id)
+            {
+                w.sent = true;
+            }
+            call
+        });
+        let answers = match self.client.clone().execute_policies_stream(outbound).await {
             Ok(answers) => answers.into_inner(),
             Err(status) if status.code() == Code::Unimplemented => {
                 tracing::info!("the agent has no ExecutePoliciesStream: calling ExecutePolicies");
@@ -150,10 +180,6 @@ impl CallStream {
             }
             Err(status) => return Err(status),
         };
-        let link = Arc::new(Link {
-            calls,
-            waiting: Mutex::new(Waiting::default()),
-        });
         tokio::spawn(route_answers(Arc::downgrade(&link), answers));
         self.link.store(Some(link.clone()));
         Ok(Some(link))
@@ -172,7 +198,7 @@ async fn route_answers(link: std::sync::Weak<Link>, mut answers: Streaming<Polic
                 };
                 let waiter = link.waiting.lock().by_id.remove(&answer.id);
                 if let Some(waiter) = waiter {
-                    let _ = waiter.send(match answer.outcome {
+                    let _ = waiter.answer.send(match answer.outcome {
                         Some(Outcome::Response(r)) => Ok(r),
                         Some(Outcome::Error(e)) => Err(Status::new(Code::from(e.code), e.message)),
                         None => Err(Status::internal("the agent answered a call with nothing")),
@@ -195,6 +221,13 @@ async fn route_answers(link: std::sync::Weak<Link>, mut answers: Streaming<Polic
         tracing::warn!(calls = waiting.len(), error = %detail, "agent call stream ended with calls waiting");
     }
     for (_, waiter) in waiting {
-        let _ = waiter.send(Err(stream_ended(&detail)));
+        let status = if waiter.sent {
+            Status::unknown(format!(
+                "the agent's call stream ended before the call was answered: {detail}"
+            ))
+        } else {
+            stream_ended(&detail)
+        };
+        let _ = waiter.answer.send(Err(status));
     }
 }
