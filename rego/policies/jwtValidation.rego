@@ -129,15 +129,15 @@ _with_header(md, name, v) := _error(sprintf("malformed context: header %s must b
 } else := _deny("malformed authorization header")
 
 # tok: the token from the header.
-_check_token(md, tok) := _check_alg(md, tok, header.alg) if {
-	header := _jwt_header(tok)
+_check_token(md, tok) := _check_alg(md, tok, header.alg, payload) if {
+	[header, payload] := _jwt_parts(tok)
 } else := _deny("malformed token")
 
 # alg: the token's alg. The first branch is the usual case: an allowed alg
 # and a signature that verifies (with some key, so there is one). Otherwise
 # the branches below find the first check that fails, in the order
 # documented above; the signature is never verified twice.
-_check_alg(md, tok, alg) := _check_payload(md, tok) if {
+_check_alg(md, tok, alg, payload) := _check_claims(md, payload, time.now_ns() / 1000000000) if {
 	lower(alg) != "none"
 	alg in _algorithms(md)
 	_verified(alg, tok, _keys_for(alg, md))
@@ -148,10 +148,6 @@ _check_alg(md, tok, alg) := _check_payload(md, tok) if {
 } else := _error(sprintf("no key material configured for %s", [alg])) if {
 	count(_keys_for(alg, md)) == 0
 } else := _deny("invalid signature")
-
-_check_payload(md, tok) := _check_claims(md, payload, time.now_ns() / 1000000000) if {
-	payload := _payload(tok)
-} else := _deny("malformed token")
 
 # payload: the verified claims at now (seconds). The first branch is the
 # usual case, where claims_error is undefined: a numeric exp not yet passed,
@@ -226,17 +222,18 @@ _single_word(t) if {
 	not contains(t, "\t")
 }
 
-# The decoded header of tok, defined when tok is well-formed: three
+# [header, payload] of tok, decoded, defined when tok is well-formed: three
 # dot-separated base64url segments, the first two non-empty, each in
 # canonical form; header and payload JSON objects; the header names its alg.
-# Checked before any io.jwt.* call.
+# Checked before any io.jwt.* call. (What io.jwt.decode would give for the
+# header and payload of such a token, without decoding it a second time.)
 #
 # Canonical: unpadded, with zero trailing bits (the only form a JWT signer
 # produces), so that decoding behaves identically everywhere. By the
 # segment's length mod 4, tails gives the pattern its last character must
 # match: 4n + 2 ends in [AQgw], 4n + 3 in [AEIMQUYcgkosw048], 4n + 1 is never
 # valid (no pattern, so the body fails).
-_jwt_header(tok) := header if {
+_jwt_parts(tok) := [header, payload] if {
 	regex.match(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$`, tok)
 	parts := split(tok, ".")
 	tails := {0: "", 2: "[AQgw]$", 3: "[AEIMQUYcgkosw048]$"}
@@ -246,7 +243,7 @@ _jwt_header(tok) := header if {
 	header := _json_object(parts[0])
 	is_string(header.alg)
 	not _nested_jwt(header)
-	_json_object(parts[1])
+	payload := _json_object(parts[1])
 }
 
 # Nested JWTs (cty: JWT) are not supported.
@@ -261,11 +258,6 @@ _json_object(seg) := o if {
 	json.is_valid(s)
 	o = json.unmarshal(s)
 	is_object(o)
-}
-
-_payload(tok) := p if {
-	[_, p, _] = io.jwt.decode(tok)
-	is_object(p)
 }
 
 # --- signature --------------------------------------------------------------------
