@@ -405,7 +405,11 @@ fn json_is_valid(
     let Value::String(json_str) = &args[0] else {
         return Ok(Value::Bool(false));
     };
-    Ok(Value::Bool(Value::from_json_str(json_str).is_ok()))
+    // policy-engine patch: validated without building the value (OPA's
+    // `json.Valid`); the same syntax, limits and number range as parsing.
+    Ok(Value::Bool(
+        serde_json::from_str::<serde::de::IgnoredAny>(json_str).is_ok(),
+    ))
 }
 
 fn json_marshal(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
