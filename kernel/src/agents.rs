@@ -389,7 +389,13 @@ impl AgentHandle {
     /// Runs a chain: at most `retry.max_attempts` attempts, each bounded by
     /// `timeout_ms`, the next one only after a connection error.
     pub async fn execute(&self, mut req: PolicyRequest) -> Result<PolicyResponse, CallError> {
-        let attempts = self.entry.retry.max_attempts.max(1);
+        // The agent core in this process is always reached: one attempt, and
+        // no copy of the request kept for another.
+        let attempts = if self.is_embedded() {
+            1
+        } else {
+            self.entry.retry.max_attempts.max(1)
+        };
         let mut attempt = 1;
         loop {
             let this = if attempt < attempts {
