@@ -37,5 +37,5 @@ pub use metrics::{DecisionMetrics, MAX_CHAIN_LABELS, OTHER_CHAINS, UNKNOWN_POLIC
 pub use policyset::{CompiledChain, EngineStats, PolicySet, new_engine};
 pub use records::{RecordSettings, build_record};
 pub use registry::{PolicyRegistry, RegisteredPolicy};
-pub use server::{AgentService, bind_socket, serve};
+pub use server::{AgentService, CallResults, bind_socket, serve, serve_calls};
 pub use worker::{EnginePath, Evaluation, evaluate};

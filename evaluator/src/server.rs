@@ -85,6 +85,45 @@ impl AgentService {
     }
 }
 
+/// The answers of an `ExecutePoliciesStream` whose calls are run by `run`
+/// (what the unary call answers). Each call runs in a task of its own, so
+/// the calls of one stream run in parallel, as unary calls do; a call
+/// without a request is INVALID_ARGUMENT. A malformed call ends the stream
+/// with its error; the calls under way are still answered.
+pub fn serve_calls<F, Fut>(mut calls: Streaming<PolicyCall>, run: F) -> CallResults
+where
+    F: Fn(PolicyRequest) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<PolicyResponse, Status>> + Send + 'static,
+{
+    let (answers, queue) = tokio::sync::mpsc::channel(STREAM_ANSWERS);
+    tokio::spawn(async move {
+        loop {
+            match calls.message().await {
+                Ok(Some(call)) => {
+                    let answers = answers.clone();
+                    let result = call
+                        .request
+                        .map(&run)
+                        .ok_or_else(|| Status::invalid_argument("a call without a request"));
+                    tokio::spawn(async move {
+                        let result = match result {
+                            Ok(running) => running.await,
+                            Err(status) => Err(status),
+                        };
+                        let _ = answers.send(Ok(call_result(call.id, result))).await;
+                    });
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    let _ = answers.send(Err(status)).await;
+                    break;
+                }
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(queue))
+}
+
 /// A stream call's answer: the response, or the status a unary call would
 /// have ended with.
 fn call_result(id: u64, result: Result<PolicyResponse, Status>) -> PolicyCallResult {
@@ -122,36 +161,14 @@ impl PolicyAgent for AgentService {
         &self,
         request: Request<Streaming<PolicyCall>>,
     ) -> Result<Response<CallResults>, Status> {
-        let mut calls = request.into_inner();
-        let (answers, queue) = tokio::sync::mpsc::channel(STREAM_ANSWERS);
         let service = self.clone();
-        tokio::spawn(async move {
-            loop {
-                match calls.message().await {
-                    Ok(Some(call)) => {
-                        // Each call in a task of its own: the calls of one
-                        // stream run in parallel, as unary calls do.
-                        let service = service.clone();
-                        let answers = answers.clone();
-                        tokio::spawn(async move {
-                            let result = match call.request {
-                                Some(req) => service.run(req).await,
-                                None => Err(Status::invalid_argument("a call without a request")),
-                            };
-                            let _ = answers.send(Ok(call_result(call.id, result))).await;
-                        });
-                    }
-                    Ok(None) => break,
-                    Err(status) => {
-                        // A malformed call ends the stream with its error;
-                        // the calls under way are still answered.
-                        let _ = answers.send(Err(status)).await;
-                        break;
-                    }
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(queue))))
+        Ok(Response::new(serve_calls(
+            request.into_inner(),
+            move |req| {
+                let service = service.clone();
+                async move { service.run(req).await }
+            },
+        )))
     }
 
     async fn prepare_chains(

@@ -69,15 +69,19 @@ impl Link {
     }
 }
 
-/// Forgets a call's waiter when the call ends early (its timeout).
+/// Forgets a call's waiter when the call ends early (its timeout, or the
+/// call could not be queued); once answered, the router already removed it.
 struct Registered<'a> {
     link: &'a Link,
     id: u64,
+    answered: bool,
 }
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        self.link.waiting.lock().by_id.remove(&self.id);
+        if !self.answered {
+            self.link.waiting.lock().by_id.remove(&self.id);
+        }
     }
 }
 
@@ -120,7 +124,11 @@ impl CallStream {
                 },
             );
         }
-        let _registered = Registered { link: &link, id };
+        let mut registered = Registered {
+            link: &link,
+            id,
+            answered: false,
+        };
         let call = PolicyCall {
             id,
             request: Some(req),
@@ -130,11 +138,13 @@ impl CallStream {
         }
         // (A waiter is only dropped unanswered if the routing task is gone:
         // the call may have run, so it is not one to retry.)
-        rx.await.unwrap_or_else(|_| {
+        let answer = rx.await.unwrap_or_else(|_| {
             Err(Status::unknown(
                 "the agent's call stream lost the call before it was answered",
             ))
-        })
+        });
+        registered.answered = true;
+        answer
     }
 
     async fn unary_call(&self, req: PolicyRequest) -> Answer {

@@ -11,15 +11,14 @@ use std::time::Duration;
 use policy_agent::{Agent, AgentConfig};
 use policy_proto::agent::health_response::ServingStatus;
 use policy_proto::agent::policy_agent_server::{PolicyAgent, PolicyAgentServer};
-use policy_proto::agent::policy_call_result::Outcome;
 use policy_proto::agent::{
-    CallStatus, GetAgentConfigRequest, GetAgentConfigResponse, HealthRequest, HealthResponse,
-    PolicyCall, PolicyCallResult, PolicyInfo, PolicyPhase, PolicyRequest, PolicyResponse,
-    PrepareChainsRequest, PrepareChainsResponse,
+    GetAgentConfigRequest, GetAgentConfigResponse, HealthRequest, HealthResponse, PolicyCall,
+    PolicyInfo, PolicyPhase, PolicyRequest, PolicyResponse, PrepareChainsRequest,
+    PrepareChainsResponse,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tokio_stream::wrappers::UnixListenerStream;
 
 /// The demo key of `deploy/local` and the SHA-256 the agent's data holds.
 pub const ALICE_KEY: &str = "demo-key-alice";
@@ -207,8 +206,7 @@ impl PolicyAgent for FakeAgent {
         (self.respond)(req, index).await.map(tonic::Response::new)
     }
 
-    type ExecutePoliciesStreamStream =
-        Pin<Box<dyn tokio_stream::Stream<Item = Result<PolicyCallResult, tonic::Status>> + Send>>;
+    type ExecutePoliciesStreamStream = policy_agent::CallResults;
 
     async fn execute_policies_stream(
         &self,
@@ -219,33 +217,19 @@ impl PolicyAgent for FakeAgent {
                 "no ExecutePoliciesStream here",
             ));
         }
-        let mut calls = request.into_inner();
-        let (answers, queue) = tokio::sync::mpsc::channel(64);
         let this = self.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(call)) = calls.message().await {
+        Ok(tonic::Response::new(policy_agent::serve_calls(
+            request.into_inner(),
+            move |req| {
                 *this.streamed.lock().unwrap() += 1;
                 let this = this.clone();
-                let answers = answers.clone();
-                tokio::spawn(async move {
-                    let req = call.request.unwrap_or_default();
-                    let outcome = match this.execute_policies(tonic::Request::new(req)).await {
-                        Ok(r) => Outcome::Response(r.into_inner()),
-                        Err(s) => Outcome::Error(CallStatus {
-                            code: s.code() as i32,
-                            message: s.message().to_string(),
-                        }),
-                    };
-                    let _ = answers
-                        .send(Ok(PolicyCallResult {
-                            id: call.id,
-                            outcome: Some(outcome),
-                        }))
-                        .await;
-                });
-            }
-        });
-        Ok(tonic::Response::new(Box::pin(ReceiverStream::new(queue))))
+                async move {
+                    this.execute_policies(tonic::Request::new(req))
+                        .await
+                        .map(tonic::Response::into_inner)
+                }
+            },
+        )))
     }
 
     async fn prepare_chains(
