@@ -43,6 +43,46 @@ pub(super) const fn guard_passes(mode: GuardMode, value: &Value) -> bool {
 }
 
 impl RegoVM {
+    /// policy-engine patch: an object literal whose keys are all literals
+    /// (`{"status": s, "message": m}`, the commonest case), built in
+    /// compact sorted storage in one allocation from the keys in their
+    /// compiled order. The general path below clones the template object,
+    /// thaws it into a `BTreeMap` and writes each value, which also makes
+    /// every later lookup a B-tree search and the drop a tree walk. `None`
+    /// (nothing changed) when some key is not a literal or the keys are not
+    /// strictly increasing strings, which the general path then handles.
+    #[inline]
+    fn literal_key_object(
+        &self,
+        program: &Program,
+        params: &crate::rvm::instructions::ObjectCreateParams,
+    ) -> Result<Option<Value>> {
+        if !params.field_pairs().is_empty() {
+            return Ok(None);
+        }
+        let pairs = params.literal_key_field_pairs();
+        let mut entries: Vec<(Value, Value)> = Vec::with_capacity(pairs.len());
+        let mut previous: Option<&str> = None;
+        for &(literal_idx, value_reg) in pairs {
+            let Some(Value::String(key)) = program.literals.get(usize::from(literal_idx)) else {
+                return Ok(None);
+            };
+            if previous.is_some_and(|p| p.as_bytes() >= key.as_bytes()) {
+                return Ok(None);
+            }
+            previous = Some(key);
+            entries.push((
+                Value::String(key.clone()),
+                self.get_register(value_reg)?.clone(),
+            ));
+        }
+        Ok(Some(Value::from(
+            crate::value::Object::from_sorted_entries(entries),
+        )))
+    }
+}
+
+impl RegoVM {
     pub(super) fn execute_instruction(
         &mut self,
         program: &Program,
@@ -514,6 +554,8 @@ impl RegoVM {
 
                 if any_undefined {
                     self.set_register(params.dest, Value::Undefined)?;
+                } else if let Some(obj_value) = self.literal_key_object(program, params)? {
+                    self.set_register(params.dest, obj_value)?;
                 } else {
                     let mut obj_value = program
                         .literals

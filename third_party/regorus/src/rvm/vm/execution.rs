@@ -153,15 +153,13 @@ impl RegoVM {
             #[cfg(debug_assertions)]
             self.assert_vm_invariants();
             self.memory_check()?;
-            if self.executed_instructions >= self.max_instructions {
-                return Err(VmError::InstructionLimitExceeded {
-                    limit: self.max_instructions,
-                    executed: self.executed_instructions,
-                    pc: self.pc,
-                });
+            // policy-engine patch: one comparison per instruction; the
+            // instruction limit and the execution timer are checked in
+            // `limits_slow_path` when it is reached (the same checks at the
+            // same instructions as a limit test and a timer tick each time).
+            if self.executed_instructions >= self.next_limit_check {
+                self.limits_slow_path()?;
             }
-
-            self.execution_timer_tick(1)?;
             self.executed_instructions = self.executed_instructions.saturating_add(1);
             let instruction = program.instructions.get(self.pc).cloned().ok_or_else(|| {
                 VmError::ProgramCounterOutOfBounds {

@@ -100,6 +100,18 @@ pub struct RegoVM {
     /// Current count of executed instructions
     pub(super) executed_instructions: usize,
 
+    /// policy-engine patch: the run-to-completion loop compares
+    /// `executed_instructions` with this one bound per instruction, and
+    /// checks the instruction limit and advances the execution timer only
+    /// when it is reached (`limits_slow_path`): the lesser of the limit and
+    /// the instruction at which the timer reads the clock. 0 forces a
+    /// recomputation (set wherever the counters or limits are reset).
+    pub(super) next_limit_check: usize,
+
+    /// policy-engine patch: `executed_instructions` when the execution timer
+    /// was last given the work done (see `next_limit_check`).
+    pub(super) timer_synced_at: usize,
+
     #[cfg(test)]
     pub(super) memory_check_count: usize,
 
@@ -277,6 +289,8 @@ impl RegoVM {
             register_window_pool: Vec::new(), // Initialize register window pool
             max_instructions: 25000, // Default maximum instruction limit
             executed_instructions: 0,
+            next_limit_check: 0,
+            timer_synced_at: 0,
             #[cfg(test)]
             memory_check_count: 0,
             #[cfg(all(test, feature = "allocator-memory-limits", not(miri)))]
@@ -354,6 +368,8 @@ impl RegoVM {
         // Set PC to main entry point
         self.pc = usize::try_from(program.main_entry_point).unwrap_or(0);
         self.executed_instructions = 0; // Reset instruction counter
+        self.next_limit_check = 0;
+        self.timer_synced_at = 0;
 
         // Azure Policy: loop over non-collection iterates a virtual Null element
         // (instead of vacuously succeeding over an empty collection).
@@ -378,6 +394,7 @@ impl RegoVM {
     /// Set the maximum number of instructions that can be executed
     pub const fn set_max_instructions(&mut self, max: usize) {
         self.max_instructions = max;
+        self.next_limit_check = 0;
     }
 
     /// Set the base register count for the main execution context
@@ -938,6 +955,8 @@ impl RegoVM {
         let config = self.effective_execution_timer_config();
         self.execution_timer = ExecutionTimer::new(config);
         self.execution_timer_elapsed_at_suspend = None;
+        self.next_limit_check = 0;
+        self.timer_synced_at = self.executed_instructions;
 
         if config.is_none() {
             return;
@@ -962,6 +981,34 @@ impl RegoVM {
             return Ok(());
         }
         self.execution_timer_check_now()
+    }
+
+    /// policy-engine patch: what the run-to-completion loop does when
+    /// `executed_instructions` reaches `next_limit_check`, before it runs the
+    /// instruction: the instruction limit check, then the execution timer
+    /// given every instruction since its last update and this one (the
+    /// clock read when that completes its check interval, as one tick per
+    /// instruction did), then the next bound.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn limits_slow_path(&mut self) -> Result<()> {
+        if self.executed_instructions >= self.max_instructions {
+            return Err(VmError::InstructionLimitExceeded {
+                limit: self.max_instructions,
+                executed: self.executed_instructions,
+                pc: self.pc,
+            });
+        }
+        let through = self.executed_instructions.saturating_add(1);
+        let units = through.saturating_sub(self.timer_synced_at);
+        self.timer_synced_at = through;
+        self.execution_timer_tick(u32::try_from(units).unwrap_or(u32::MAX))?;
+        let until = usize::try_from(self.execution_timer.units_until_check()).unwrap_or(usize::MAX);
+        self.next_limit_check = self
+            .max_instructions
+            .min(through.saturating_add(until).saturating_sub(1))
+            .max(through);
+        Ok(())
     }
 
     #[cold]

@@ -247,6 +247,18 @@ impl ExecutionTimer {
         self.last_elapsed
     }
 
+    /// policy-engine patch: how many more work units until `accumulate`
+    /// reports a time check due (`u32::MAX` without a limit).
+    pub const fn units_until_check(&self) -> u32 {
+        match self.config {
+            None => u32::MAX,
+            Some(config) => config
+                .check_interval
+                .get()
+                .saturating_sub(self.accumulated_units),
+        }
+    }
+
     /// Increment work units and return whether a time check is due.
     ///
     /// This method only updates the internal counter — it never reads a clock.

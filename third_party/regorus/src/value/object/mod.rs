@@ -93,9 +93,27 @@ impl Object {
     pub fn get(&self, key: &Value) -> Option<&Value> {
         match &self.repr {
             Repr::Empty => None,
-            Repr::Frozen(v) => match v.binary_search_by(|(k, _)| k.cmp(key)) {
-                Ok(i) => Some(&v[i].1),
-                Err(_) => None,
+            // policy-engine patch: a string key (nearly every lookup) is
+            // compared as bytes, and in a small object found by a scan that
+            // rejects most keys on their length, instead of a binary search
+            // through the generic `Value` ordering and a `memcmp` per probe.
+            // Same entry found: strings are equal exactly when their bytes are.
+            Repr::Frozen(v) => match key {
+                Value::String(s) if v.len() <= SMALL_OBJECT => frozen_scan_str(v, s.as_bytes()),
+                Value::String(s) => {
+                    let b = s.as_bytes();
+                    match v.binary_search_by(|(k, _)| match k {
+                        Value::String(ks) => ks.as_bytes().cmp(b),
+                        _ => k.cmp(key),
+                    }) {
+                        Ok(i) => Some(&v[i].1),
+                        Err(_) => None,
+                    }
+                }
+                _ => match v.binary_search_by(|(k, _)| k.cmp(key)) {
+                    Ok(i) => Some(&v[i].1),
+                    Err(_) => None,
+                },
             },
             Repr::BTree(m) => m.get(key),
         }
@@ -172,6 +190,20 @@ impl Object {
             },
         }
     }
+}
+
+/// policy-engine patch: objects up to this many entries are searched by a
+/// scan for a string key (see [`Object::get`]).
+const SMALL_OBJECT: usize = 12;
+
+/// policy-engine patch: the value of string key `key` in sorted entries `v`,
+/// by a scan that compares lengths before bytes.
+#[inline]
+fn frozen_scan_str<'a>(v: &'a [(Value, Value)], key: &[u8]) -> Option<&'a Value> {
+    v.iter().find_map(|(k, val)| match k {
+        Value::String(ks) if ks.len() == key.len() && ks.as_bytes() == key => Some(val),
+        _ => None,
+    })
 }
 
 // ---- Hand-written PartialEq/Eq/Ord -------------------------------------
