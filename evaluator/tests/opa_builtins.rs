@@ -189,3 +189,29 @@ fn count_and_schemas_follow_opa() {
         Value::Bool(true)
     );
 }
+
+#[test]
+fn split_names_itself_in_its_errors_and_splits_on_any_delimiter() {
+    assert!(
+        strict_error(r#"split(1, ".")"#)
+            .contains("eval_type_error: split: operand 1 must be string but got number"),
+        "{}",
+        strict_error(r#"split(1, ".")"#)
+    );
+    assert!(
+        strict_error(r#"split("a", 1)"#)
+            .contains("eval_type_error: split: operand 2 must be string but got number")
+    );
+    // One-byte delimiters (found by a byte search) and longer ones give Go's
+    // strings.Split parts, empty ones included.
+    for (expr, want) in [
+        (r#"split("a.b..c.", ".")"#, json!(["a", "b", "", "c", ""])),
+        (r#"split("", ".")"#, json!([""])),
+        (r#"split("ab", ".")"#, json!(["ab"])),
+        (r#"split("é.ü", ".")"#, json!(["é", "ü"])),
+        (r#"split("a::b:c", "::")"#, json!(["a", "b:c"])),
+        (r#"split("héllo", "")"#, json!(["h", "é", "l", "l", "o"])),
+    ] {
+        assert_eq!(eval(expr), json(want), "{expr}");
+    }
+}
