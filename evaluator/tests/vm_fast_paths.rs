@@ -39,6 +39,18 @@ type_after_missing := is_string(input.nope)
 hashed := crypto.sha256(sprintf("%v", [input.x]))
 
 taken := rate_limit.take("vm-fast-paths", 1000, 1000).allowed
+
+objects := [
+	{"b": 2, "a": input.x},
+	{"k": 1, "z": input.x, lower("K"): 3},
+	{lower("A"): 1, lower("a"): input.x},
+	{"s": 1, input.x: "computed"},
+	{},
+]
+
+odd_key_objects := [{[1]: "array key", "s": 1, 2: "number key", input.x: "computed"}, {input.x: 1, "s": 2}]
+
+object_lookups := [o.k | some o in objects; o.k]
 "#;
 
 const RULES: &[&str] = &[
@@ -53,6 +65,9 @@ const RULES: &[&str] = &[
     "data.t.type_after_missing",
     "data.t.hashed",
     "data.t.taken",
+    "data.t.objects",
+    "data.t.odd_key_objects",
+    "data.t.object_lookups",
 ];
 
 #[test]
@@ -90,6 +105,19 @@ fn inline_builtins_and_host_calls_answer_like_the_interpreter() {
         ),
         ("data.t.got", json!({"x": {"b": 1}}), json!("default")),
         ("data.t.got_set_key", json!({}), json!("one")),
+        // Object literals: keys sorted, a later field with an equal
+        // computed key replaces an earlier one (as in OPA).
+        (
+            "data.t.objects",
+            json!({"x": "v"}),
+            json!([
+                {"a": "v", "b": 2},
+                {"k": 3, "z": "v"},
+                {"a": "v"},
+                {"s": 1, "v": "computed"},
+                {},
+            ]),
+        ),
         (
             "data.t.types",
             json!({"x": 1}),

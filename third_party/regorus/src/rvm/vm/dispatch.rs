@@ -43,42 +43,65 @@ pub(super) const fn guard_passes(mode: GuardMode, value: &Value) -> bool {
 }
 
 impl RegoVM {
-    /// policy-engine patch: an object literal whose keys are all literals
-    /// (`{"status": s, "message": m}`, the commonest case), built in
-    /// compact sorted storage in one allocation from the keys in their
-    /// compiled order. The general path below clones the template object,
-    /// thaws it into a `BTreeMap` and writes each value, which also makes
-    /// every later lookup a B-tree search and the drop a tree walk. `None`
-    /// (nothing changed) when some key is not a literal or the keys are not
-    /// strictly increasing strings, which the general path then handles.
+    /// policy-engine patch: an object literal (`{"status": s, "message": m}`,
+    /// `{k: v}`) built in compact sorted storage in one allocation: its
+    /// entries in field order (literal keys, then computed ones), sorted
+    /// when they are not already (the literal keys come sorted), a later
+    /// field with an equal key replacing an earlier one, as the inserts of
+    /// the general path below do. That path clones the template object,
+    /// thaws it into a `BTreeMap` and writes each field, which also makes
+    /// every later lookup a B-tree search and the drop a tree walk; it still
+    /// runs (`None`) when a literal index is out of range, for its error.
     #[inline]
-    fn literal_key_object(
+    fn compact_object(
         &self,
         program: &Program,
         params: &crate::rvm::instructions::ObjectCreateParams,
     ) -> Result<Option<Value>> {
-        if !params.field_pairs().is_empty() {
-            return Ok(None);
-        }
-        let pairs = params.literal_key_field_pairs();
-        let mut entries: Vec<(Value, Value)> = Vec::with_capacity(pairs.len());
-        let mut previous: Option<&str> = None;
-        for &(literal_idx, value_reg) in pairs {
-            let Some(Value::String(key)) = program.literals.get(usize::from(literal_idx)) else {
+        let literal = params.literal_key_field_pairs();
+        let computed = params.field_pairs();
+        let mut entries: Vec<(Value, Value)> =
+            Vec::with_capacity(literal.len().saturating_add(computed.len()));
+        for &(literal_idx, value_reg) in literal {
+            let Some(key) = program.literals.get(usize::from(literal_idx)) else {
                 return Ok(None);
             };
-            if previous.is_some_and(|p| p.as_bytes() >= key.as_bytes()) {
-                return Ok(None);
-            }
-            previous = Some(key);
+            entries.push((key.clone(), self.get_register(value_reg)?.clone()));
+        }
+        for &(key_reg, value_reg) in computed {
             entries.push((
-                Value::String(key.clone()),
+                self.get_register(key_reg)?.clone(),
                 self.get_register(value_reg)?.clone(),
             ));
+        }
+        if !entries
+            .windows(2)
+            .all(|w| matches!((w.first(), w.get(1)), (Some(a), Some(b)) if key_order(&a.0, &b.0).is_lt()))
+        {
+            // Stable: equal keys keep their field order, and the later one wins.
+            entries.sort_by(|a, b| key_order(&a.0, &b.0));
+            entries.dedup_by(|later, kept| {
+                if later.0 == kept.0 {
+                    mem::swap(&mut later.1, &mut kept.1);
+                    true
+                } else {
+                    false
+                }
+            });
         }
         Ok(Some(Value::from(
             crate::value::Object::from_sorted_entries(entries),
         )))
+    }
+}
+
+/// policy-engine patch: the order of object keys (`Value`'s), strings
+/// compared as bytes without the generic comparison.
+#[inline]
+fn key_order(a: &Value, b: &Value) -> core::cmp::Ordering {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+        _ => a.cmp(b),
     }
 }
 
@@ -554,7 +577,7 @@ impl RegoVM {
 
                 if any_undefined {
                     self.set_register(params.dest, Value::Undefined)?;
-                } else if let Some(obj_value) = self.literal_key_object(program, params)? {
+                } else if let Some(obj_value) = self.compact_object(program, params)? {
                     self.set_register(params.dest, obj_value)?;
                 } else {
                     let mut obj_value = program
