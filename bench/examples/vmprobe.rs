@@ -65,6 +65,12 @@ fn main() -> anyhow::Result<()> {
     let natives = NativeBuiltins::new(Arc::new(RateLimiter::new(Default::default())));
     let set = PolicySet::try_from_modules(&modules, data, natives, Default::default())?;
     let chain = set.compile_entrypoint(rule, true)?;
+    if !chain.is_vm() {
+        eprintln!(
+            "not on the VM (interpreter fallback): {}",
+            chain.fallback_reason().unwrap_or("?")
+        );
+    }
     let timeout = Duration::from_secs(1);
     let first = evaluate(&set, &chain, input.clone(), timeout)?;
     eprintln!("{}", first.decision.to_json_str()?);
