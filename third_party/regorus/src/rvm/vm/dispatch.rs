@@ -459,7 +459,7 @@ impl RegoVM {
         use Instruction::*;
         match instruction {
             BuiltinCall { params_index } => {
-                self.execute_builtin_call(params_index)?;
+                self.execute_builtin_call_in(program, params_index)?;
                 Ok(InstructionOutcome::Continue)
             }
             HostAwait { dest, arg, id } => {
@@ -489,7 +489,7 @@ impl RegoVM {
                 }
             }
             FunctionCall { params_index } => {
-                self.execute_function_call(params_index)?;
+                self.execute_function_call_in(program, params_index)?;
                 Ok(InstructionOutcome::Continue)
             }
             Return { value } => {
@@ -497,7 +497,12 @@ impl RegoVM {
                 Ok(InstructionOutcome::Return(result))
             }
             CallRule { dest, rule_index } => {
-                self.execute_call_rule(dest, rule_index)?;
+                match self.execution_mode {
+                    ExecutionMode::RunToCompletion => {
+                        self.execute_call_rule_in(program, dest, rule_index, None)?;
+                    }
+                    ExecutionMode::Suspendable => self.execute_call_rule(dest, rule_index)?,
+                }
                 Ok(InstructionOutcome::Continue)
             }
             RuleInit {

@@ -144,6 +144,14 @@ impl RegoVM {
 
     pub(super) fn jump_to(&mut self, target: u32) -> Result<Value> {
         let program = self.program.clone();
+        self.jump_to_in(&program, target)
+    }
+
+    /// policy-engine patch: `jump_to` with the program passed down by the
+    /// caller, which holds it (the rule bodies of function and rule calls,
+    /// and the calls themselves, run from here): one reference count bump
+    /// per execution instead of one per call, rule body and builtin call.
+    pub(super) fn jump_to_in(&mut self, program: &Program, target: u32) -> Result<Value> {
         let target = self.convert_pc(target, "jump target")?;
         self.pc = target;
         while self.pc < program.instructions.len() {
@@ -178,11 +186,11 @@ impl RegoVM {
             ) {
                 return Ok(self.registers.first().cloned().unwrap_or(Value::Undefined));
             }
-            if self.execute_simple_instruction(&program, &instruction)? {
+            if self.execute_simple_instruction(program, &instruction)? {
                 self.pc = self.pc.saturating_add(1);
                 continue;
             }
-            match self.execute_instruction(&program, instruction)? {
+            match self.execute_instruction(program, instruction)? {
                 InstructionOutcome::Continue => {
                     self.pc = self.pc.saturating_add(1);
                 }
@@ -272,10 +280,10 @@ impl RegoVM {
                 }
             }
             Instruction::FunctionCall { params_index } => {
-                self.execute_function_call(params_index)?;
+                self.execute_function_call_in(program, params_index)?;
             }
             Instruction::BuiltinCall { params_index } => {
-                self.execute_builtin_call(params_index)?;
+                self.execute_builtin_call_in(program, params_index)?;
             }
             Instruction::LoopNext {
                 body_start,

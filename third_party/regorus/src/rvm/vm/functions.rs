@@ -10,38 +10,49 @@ use crate::value::Value;
 use super::errors::{Result, VmError};
 use super::execution_model::ExecutionMode;
 use super::machine::RegoVM;
+use crate::rvm::program::Program;
 
 impl RegoVM {
-    pub(super) fn execute_function_call(&mut self, params_index: u16) -> Result<()> {
-        let params = self
-            .program
+    /// policy-engine patch: the program comes from the caller (see
+    /// `jump_to_in`).
+    pub(super) fn execute_function_call_in(
+        &mut self,
+        program: &Program,
+        params_index: u16,
+    ) -> Result<()> {
+        let params = program
             .instruction_data
             .get_function_call_params(params_index)
             .cloned()
             .ok_or_else(|| VmError::InvalidFunctionCallParamsIndex {
                 index: params_index,
                 pc: self.pc,
-                available: self.program.instruction_data.function_call_params.len(),
+                available: program.instruction_data.function_call_params.len(),
             })?;
-        let call_result = match self.execution_mode {
-            ExecutionMode::RunToCompletion => {
-                self.execute_call_rule_common(params.dest, params.func_rule_index, Some(&params))
-            }
+        match self.execution_mode {
+            ExecutionMode::RunToCompletion => self.execute_call_rule_in(
+                program,
+                params.dest,
+                params.func_rule_index,
+                Some(&params),
+            )?,
             ExecutionMode::Suspendable => self.execute_call_rule_suspendable(
                 params.dest,
                 params.func_rule_index,
                 Some(&params),
-            ),
-        };
-
-        call_result?;
-
+            )?,
+        }
         self.memory_check()?;
         Ok(())
     }
 
-    pub(super) fn execute_builtin_call(&mut self, params_index: u16) -> Result<()> {
-        let program = self.program.clone();
+    /// policy-engine patch: the program comes from the caller (see
+    /// `jump_to_in`).
+    pub(super) fn execute_builtin_call_in(
+        &mut self,
+        program: &Program,
+        params_index: u16,
+    ) -> Result<()> {
         let params = program
             .instruction_data
             .get_builtin_call_params(params_index)
@@ -112,7 +123,6 @@ impl RegoVM {
             }
         };
         let cache_name = builtins::must_cache(builtin_info.name.as_str());
-        drop(program);
 
         self.ensure_dummy_exprs(args.len())?;
         let dummy_span = self.get_dummy_span()?.clone();

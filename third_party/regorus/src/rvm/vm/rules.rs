@@ -55,6 +55,7 @@ impl RegoVM {
 
     pub(super) fn execute_rule_definitions_common(
         &mut self,
+        program: &Program,
         rule_definitions: &[Vec<u32>],
         rule_info: &RuleInfo,
         function_call_params: Option<&FunctionCallParams>,
@@ -111,7 +112,7 @@ impl RegoVM {
                 if let Some(destructuring_entry_point) =
                     rule_info.destructuring_blocks.get(def_idx).and_then(|x| *x)
                 {
-                    match self.jump_to(destructuring_entry_point) {
+                    match self.jump_to_in(program, destructuring_entry_point) {
                         Ok(_result) => {}
                         Err(e) if Self::is_fatal_vm_error(&e) => {
                             self.restore_rule_state(
@@ -126,7 +127,7 @@ impl RegoVM {
                     }
                 }
 
-                match self.jump_to(*body_entry_point) {
+                match self.jump_to_in(program, *body_entry_point) {
                     Ok(_) => {
                         if matches!(rule_info.rule_type, RuleType::Complete) || is_function_call {
                             let current_result = self.get_register(result_reg)?.clone();
@@ -144,7 +145,8 @@ impl RegoVM {
                                         break;
                                     }
                                 } else {
-                                    first_successful_result = Some(current_result.clone());
+                                    // policy-engine patch: moved, not cloned.
+                                    first_successful_result = Some(current_result);
                                     // All definitions produce the same static value;
                                     // no need to verify consistency with the rest.
                                     if rule_info.early_exit_on_first_success {
@@ -219,6 +221,19 @@ impl RegoVM {
         rule_index: u16,
         function_call_params: Option<&FunctionCallParams>,
     ) -> Result<()> {
+        let program = Arc::clone(&self.program);
+        self.execute_call_rule_in(&program, dest, rule_index, function_call_params)
+    }
+
+    /// policy-engine patch: `execute_call_rule_common` with the program
+    /// passed down by the caller (see `jump_to_in`).
+    pub(super) fn execute_call_rule_in(
+        &mut self,
+        program: &Program,
+        dest: u8,
+        rule_index: u16,
+        function_call_params: Option<&FunctionCallParams>,
+    ) -> Result<()> {
         let rule_idx = usize::from(rule_index);
 
         if rule_idx >= self.rule_cache.len() {
@@ -229,12 +244,10 @@ impl RegoVM {
             });
         }
 
-        // policy-engine patch: borrow the rule metadata from a clone of the
-        // `Arc<Program>` (a reference-count bump) instead of deep-cloning the
-        // `RuleInfo` (name, else/destructuring tables, parameter names) on
-        // every call.
-        let program = Arc::clone(&self.program);
-        let rule_info = Self::rule_info_in(&program, rule_index, self.pc)?;
+        // policy-engine patch: borrow the rule metadata from the program
+        // instead of deep-cloning the `RuleInfo` (name, else/destructuring
+        // tables, parameter names) on every call.
+        let rule_info = Self::rule_info_in(program, rule_index, self.pc)?;
 
         let is_function_rule = rule_info.function_info.is_some();
 
@@ -291,7 +304,12 @@ impl RegoVM {
         });
 
         let (final_result, rule_failed_due_to_inconsistency) = self
-            .execute_rule_definitions_common(rule_definitions, rule_info, function_call_params)?;
+            .execute_rule_definitions_common(
+                program,
+                rule_definitions,
+                rule_info,
+                function_call_params,
+            )?;
 
         self.set_register(dest, Value::Undefined)?;
 
@@ -320,7 +338,9 @@ impl RegoVM {
             Value::Undefined
         };
 
-        self.set_register(dest, result_from_rule.clone())?;
+        // policy-engine patch: the result is moved into the register, not
+        // cloned (the test below reads the register).
+        self.set_register(dest, result_from_rule)?;
 
         if self.get_register(dest)? == &Value::Undefined && !rule_failed_due_to_inconsistency {
             match call_context.rule_type {
@@ -351,8 +371,9 @@ impl RegoVM {
             }
         }
 
-        let final_value = self.get_register(dest)?.clone();
+        // policy-engine patch: a function's result is not cached, so not cloned.
         if !is_function_rule {
+            let final_value = self.get_register(dest)?.clone();
             let available = self.rule_cache.len();
             let entry =
                 self.rule_cache
