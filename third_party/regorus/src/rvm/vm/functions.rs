@@ -125,7 +125,6 @@ impl RegoVM {
         let cache_name = builtins::must_cache(builtin_info.name.as_str());
 
         self.ensure_dummy_exprs(args.len())?;
-        let dummy_span = self.get_dummy_span()?.clone();
         // Take the dummy_exprs vec out of self so we can pass it to the builtin
         // while still calling &mut self methods afterwards.
         let dummy_exprs = core::mem::take(&mut self.dummy_exprs);
@@ -145,12 +144,20 @@ impl RegoVM {
             }
         }
 
-        let result = match builtin_fn(
+        // policy-engine patch: the span is moved out and back instead of
+        // cloned per call (its source is reference counted).
+        let dummy_span = match self.dummy_span.take() {
+            Some(span) => span,
+            None => self.get_dummy_span()?.clone(),
+        };
+        let outcome = builtin_fn(
             &dummy_span,
             dummy_exprs.get(..args.len()).unwrap_or(&[]),
             &args,
             self.strict_builtin_errors,
-        ) {
+        );
+        self.dummy_span = Some(dummy_span);
+        let result = match outcome {
             Ok(value) => value,
             // Resource-limit errors must always propagate, even in non-strict
             // mode, to prevent `not builtin(...)` from silently flipping to true.
