@@ -188,11 +188,27 @@ impl CallStream {
                 self.unary.store(true, Ordering::Relaxed);
                 return Ok(None);
             }
-            Err(status) => return Err(status),
+            Err(status) => return Err(open_failed(status)),
         };
         tokio::spawn(route_answers(Arc::downgrade(&link), answers));
         self.link.store(Some(link.clone()));
         Ok(Some(link))
+    }
+}
+
+/// The status of a call when the call stream could not be opened: the call
+/// was not sent, so an agent that cannot take it is unavailable (the caller
+/// may retry, and `fail_open` applies), whatever the transport said. A
+/// connection that the agent's exit cut while the stream was being opened
+/// ends the request `CANCELLED`; the codes of an overloaded or slow agent
+/// are kept.
+fn open_failed(status: Status) -> Status {
+    match status.code() {
+        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded => status,
+        code => Status::unavailable(format!(
+            "the agent's call stream could not be opened: {code:?}: {}",
+            status.message()
+        )),
     }
 }
 

@@ -371,3 +371,37 @@ async fn only_connection_errors_are_retried() {
         "an agent error is an answer: not retried"
     );
 }
+
+/// A call stream that cannot be opened (the agent's exit cut the connection
+/// while it was being opened: `CANCELLED`) means the call was not sent: an
+/// unavailable agent, retried, then 503, or passed under `fail_open`; not
+/// the 500 of an agent error.
+#[tokio::test]
+async fn a_call_stream_that_cannot_be_opened_is_an_unavailable_agent() {
+    for fail_open in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("cut.sock");
+        let fake = FakeAgent::new(&["p", "q"], |_, _| async { Ok(ok(vec![], "{}")) })
+            .failing_stream_open(tonic::Code::Cancelled);
+        let _agent = fake.serve(&socket).await;
+        let kernel = kernel_for(dir.path(), &socket, 2000, fail_open).await;
+        let answer = first_answer(&kernel).await;
+        if fail_open {
+            let c = common(&answer, "request_headers");
+            assert!(c.header_mutation.is_none(), "fail_open continues unchanged");
+        } else {
+            assert_eq!(immediate_status(&answer), 503);
+            assert_eq!(immediate(&answer).details, "agent_unavailable");
+        }
+        assert_eq!(
+            metric(
+                kernel.metrics,
+                "policy_kernel_requests_total{route=\"/r\",agent=\"default-agent\",status=\"agent_unavailable\"}"
+            )
+            .await,
+            1.0,
+            "fail_open: {fail_open}"
+        );
+        assert!(fake.calls().is_empty(), "the call never reached the agent");
+    }
+}

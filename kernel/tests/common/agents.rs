@@ -101,6 +101,9 @@ pub struct FakeAgent {
     unary_only: bool,
     /// How many calls came over the call stream.
     streamed: Arc<Mutex<usize>>,
+    /// Fail every `ExecutePoliciesStream` with this code (a stream that
+    /// cannot be opened).
+    open_error: Option<tonic::Code>,
 }
 
 impl FakeAgent {
@@ -118,7 +121,14 @@ impl FakeAgent {
             calls: Arc::new(Mutex::new(Vec::new())),
             unary_only: false,
             streamed: Arc::new(Mutex::new(0)),
+            open_error: None,
         }
+    }
+
+    /// The same agent, whose call stream fails to open with `code`.
+    pub fn failing_stream_open(mut self, code: tonic::Code) -> Self {
+        self.open_error = Some(code);
+        self
     }
 
     /// The same agent without `ExecutePoliciesStream`.
@@ -216,6 +226,9 @@ impl PolicyAgent for FakeAgent {
             return Err(tonic::Status::unimplemented(
                 "no ExecutePoliciesStream here",
             ));
+        }
+        if let Some(code) = self.open_error {
+            return Err(tonic::Status::new(code, "operation was canceled"));
         }
         let this = self.clone();
         Ok(tonic::Response::new(policy_agent::serve_calls(
