@@ -259,7 +259,7 @@ impl RegoVM {
             Instruction::Eq { dest, left, right } | Instruction::Ne { dest, left, right } => {
                 let a = self.get_register(left)?;
                 let b = self.get_register(right)?;
-                let result = if a == &Value::Undefined || b == &Value::Undefined {
+                let result = if matches!(a, Value::Undefined) || matches!(b, Value::Undefined) {
                     Value::Undefined
                 } else {
                     Value::Bool((a == b) == matches!(instruction, Instruction::Eq { .. }))

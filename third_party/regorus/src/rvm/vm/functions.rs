@@ -104,7 +104,7 @@ impl RegoVM {
             });
         }
 
-        if args.iter().any(|a| a == &Value::Undefined) {
+        if args.iter().any(|a| matches!(a, Value::Undefined)) {
             self.cached_builtin_args = args;
             self.set_register(params.dest, Value::Undefined)?;
             self.memory_check()?;
@@ -249,7 +249,7 @@ impl RegoVM {
             }
         };
         let a = arg(0)?;
-        if *a == Value::Undefined {
+        if matches!(*a, Value::Undefined) {
             return Ok(None);
         }
         Ok(match fast {
@@ -273,7 +273,7 @@ impl RegoVM {
                 let default = arg(2)?;
                 match (a, key) {
                     (_, Value::Undefined | Value::Array(_)) => None,
-                    (_, _) if *default == Value::Undefined => None,
+                    (_, _) if matches!(*default, Value::Undefined) => None,
                     (Value::Object(obj), key) => {
                         Some(obj.get(key).cloned().unwrap_or_else(|| default.clone()))
                     }

@@ -134,10 +134,10 @@ impl RegoVM {
                             // policy-engine patch: a body that ran to its end
                             // without a value (a loop found no match) failed;
                             // try the next body (`else`) as OPA does.
-                            if current_result == Value::Undefined {
+                            if matches!(current_result, Value::Undefined) {
                                 continue;
                             }
-                            if current_result != Value::Undefined {
+                            if !matches!(current_result, Value::Undefined) {
                                 if let Some(ref expected) = first_successful_result {
                                     if *expected != current_result {
                                         rule_failed_due_to_inconsistency = true;
@@ -342,7 +342,8 @@ impl RegoVM {
         // cloned (the test below reads the register).
         self.set_register(dest, result_from_rule)?;
 
-        if self.get_register(dest)? == &Value::Undefined && !rule_failed_due_to_inconsistency {
+        if matches!(self.get_register(dest)?, Value::Undefined) && !rule_failed_due_to_inconsistency
+        {
             match call_context.rule_type {
                 RuleType::PartialSet => {
                     self.set_register(dest, Value::new_set())?;
@@ -719,7 +720,7 @@ impl RegoVM {
             && self
                 .registers
                 .get(usize::from(frame_data.result_reg))
-                .is_none_or(|v| *v == Value::Undefined)
+                .is_none_or(|v| matches!(*v, Value::Undefined))
         {
             return self.rule_frame_after_failure(frame_data, rule_info);
         }
@@ -732,7 +733,7 @@ impl RegoVM {
                 .cloned()
                 .unwrap_or(Value::Undefined);
 
-            if current_result != Value::Undefined {
+            if !matches!(current_result, Value::Undefined) {
                 if let Some(ref expected) = frame_data.accumulated_result {
                     if *expected != current_result {
                         frame_data.rule_failed_due_to_inconsistency = true;
@@ -827,7 +828,7 @@ impl RegoVM {
 
         let needs_default = parent_registers
             .get(dest_idx)
-            .is_some_and(|value| *value == Value::Undefined);
+            .is_some_and(|value| matches!(*value, Value::Undefined));
 
         if needs_default && !rule_failed_due_to_inconsistency {
             match rule_type {
