@@ -137,21 +137,19 @@ impl RegoVM {
                             if matches!(current_result, Value::Undefined) {
                                 continue;
                             }
-                            if !matches!(current_result, Value::Undefined) {
-                                if let Some(ref expected) = first_successful_result {
-                                    if *expected != current_result {
-                                        rule_failed_due_to_inconsistency = true;
-                                        self.set_register(result_reg, Value::Undefined)?;
-                                        break;
-                                    }
-                                } else {
-                                    // policy-engine patch: moved, not cloned.
-                                    first_successful_result = Some(current_result);
-                                    // All definitions produce the same static value;
-                                    // no need to verify consistency with the rest.
-                                    if rule_info.early_exit_on_first_success {
-                                        break 'outer;
-                                    }
+                            if let Some(ref expected) = first_successful_result {
+                                if *expected != current_result {
+                                    rule_failed_due_to_inconsistency = true;
+                                    self.set_register(result_reg, Value::Undefined)?;
+                                    break;
+                                }
+                            } else {
+                                // policy-engine patch: moved, not cloned.
+                                first_successful_result = Some(current_result);
+                                // All definitions produce the same static value;
+                                // no need to verify consistency with the rest.
+                                if rule_info.early_exit_on_first_success {
+                                    break 'outer;
                                 }
                             }
                         }

@@ -100,6 +100,9 @@ impl RegoVM {
     pub(super) fn initialize_execution_state(&mut self) {
         // Reset basic execution state
         self.executed_instructions = 0;
+        // policy-engine patch: the limit checks restart with the counter.
+        self.next_limit_check = 0;
+        self.timer_synced_at = 0;
         self.pc = 0;
         self.evaluated = Value::new_object();
         self.cache_hits = 0;
