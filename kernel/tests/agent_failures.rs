@@ -165,23 +165,31 @@ async fn agent_down_denies_with_503_unless_fail_open() {
     let socket = dir.path().join("nobody.sock");
     let kernel = kernel_for(dir.path(), &socket, 200, false).await;
     let answer = first_answer(&kernel).await;
-    assert_eq!(immediate_status(&answer), 503);
-    assert_eq!(immediate(&answer).details, "agent_unavailable");
-    assert_eq!(
-        metric(
-            kernel.metrics,
-            "policy_kernel_requests_total{route=\"/r\",agent=\"default-agent\",status=\"agent_unavailable\"}"
-        )
-        .await,
-        1.0
-    );
+    assert_agent_unavailable(&answer, false);
+    assert_eq!(metric(kernel.metrics, UNAVAILABLE_TOTAL).await, 1.0);
     drop(kernel);
 
     let dir = tempfile::tempdir().unwrap();
     let kernel = kernel_for(dir.path(), &dir.path().join("nobody.sock"), 200, true).await;
-    let answer = first_answer(&kernel).await;
-    let c = common(&answer, "request_headers");
-    assert!(c.header_mutation.is_none(), "fail_open continues unchanged");
+    assert_agent_unavailable(&first_answer(&kernel).await, true);
+}
+
+/// The kernel's count of requests answered for an unavailable agent.
+const UNAVAILABLE_TOTAL: &str = "policy_kernel_requests_total{route=\"/r\",agent=\"default-agent\",status=\"agent_unavailable\"}";
+
+/// The answer to a request the agent could not take: 503, or passed
+/// unchanged under `fail_open`.
+fn assert_agent_unavailable(
+    answer: &envoy_types::pb::envoy::service::ext_proc::v3::ProcessingResponse,
+    fail_open: bool,
+) {
+    if fail_open {
+        let c = common(answer, "request_headers");
+        assert!(c.header_mutation.is_none(), "fail_open continues unchanged");
+    } else {
+        assert_eq!(immediate_status(answer), 503);
+        assert_eq!(immediate(answer).details, "agent_unavailable");
+    }
 }
 
 #[tokio::test]
@@ -385,20 +393,9 @@ async fn a_call_stream_that_cannot_be_opened_is_an_unavailable_agent() {
             .failing_stream_open(tonic::Code::Cancelled);
         let _agent = fake.serve(&socket).await;
         let kernel = kernel_for(dir.path(), &socket, 2000, fail_open).await;
-        let answer = first_answer(&kernel).await;
-        if fail_open {
-            let c = common(&answer, "request_headers");
-            assert!(c.header_mutation.is_none(), "fail_open continues unchanged");
-        } else {
-            assert_eq!(immediate_status(&answer), 503);
-            assert_eq!(immediate(&answer).details, "agent_unavailable");
-        }
+        assert_agent_unavailable(&first_answer(&kernel).await, fail_open);
         assert_eq!(
-            metric(
-                kernel.metrics,
-                "policy_kernel_requests_total{route=\"/r\",agent=\"default-agent\",status=\"agent_unavailable\"}"
-            )
-            .await,
+            metric(kernel.metrics, UNAVAILABLE_TOTAL).await,
             1.0,
             "fail_open: {fail_open}"
         );
