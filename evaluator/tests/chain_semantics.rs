@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use policy_agent::builtins::{NativeBuiltins, RateLimiter};
-use policy_agent::chain::{ChainSpec, OnFailure, Step, StepKind};
+use policy_agent::chain::{self, ChainSpec, OnFailure, Step, StepKind};
 use policy_agent::{EnginePath, EngineStats, PolicyRegistry, PolicySet, evaluate};
 use policy_rego::{Phase, PolicyInfo, Tier};
 use regorus::Value;
@@ -95,6 +95,42 @@ result(ctx, _) := {"status": "OK", "metadata": {}, "instructions": [], "message"
         "malformed",
         r#"package policies.malformed
 result(_, _) := {"status": "MAYBE", "instructions": "x"}"#,
+    ),
+    (
+        "twoHeaders",
+        r#"package policies.twoHeaders
+result(ctx, _) := {"status": "OK", "message": "two", "metadata": {"h": count(ctx.request.headers)}, "instructions": [
+	{"type": "SET_HEADER", "key": "X-A", "value": "2"},
+	{"type": "SET_HEADER", "key": "X-B", "value": object.get(ctx.state, "user", "nobody")},
+]}"#,
+    ),
+    (
+        "user",
+        r#"package policies.user
+result(ctx, _) := {"status": "OK", "message": "user", "metadata": {"auth": "yes"}, "instructions": [
+	{"type": "SET_HEADER", "key": "X-User-ID", "value": object.get(ctx.request.headers, "x-a", "u0")},
+	{"type": "SET_STATE", "key": "user", "value": "u1"},
+]}"#,
+    ),
+    (
+        "stateOnly",
+        r#"package policies.stateOnly
+result(ctx, _) := {"status": "OK", "metadata": {}, "instructions": [
+	{"type": "SET_STATE", "key": "seen", "value": count(ctx.state)},
+]}"#,
+    ),
+    (
+        "skipped",
+        r#"package policies.skipped
+result(_, _) := {"status": "SKIPPED", "message": "not mine", "metadata": {}, "instructions": []}"#,
+    ),
+    (
+        "redirect",
+        r#"package policies.redirect
+result(_, _) := {"status": "OK", "message": "", "metadata": {}, "instructions": [
+	{"type": "SET_HEADER", "key": "X-A", "value": "r"},
+	{"type": "IMMEDIATE_RESPONSE", "status_code": 302, "headers": {"location": "/x"}, "body": ""},
+]}"#,
     ),
 ];
 
@@ -363,4 +399,115 @@ fn empty_chain_allows() {
     let (d, _) = run(vec![], "empty");
     assert_eq!(d["status"], "OK");
     assert_eq!(d["instructions"], json!([]));
+}
+
+/// Chains of one and two steps over the test policies, and a spread of
+/// longer ones: the generated module (the usual path first) gives the
+/// decision of its reference module, on the VM and on the interpreter.
+#[test]
+fn generated_chains_decide_as_their_reference_path() {
+    // Every policy but `counter`, whose bucket would differ between the two.
+    let names: Vec<&str> = POLICIES
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| *n != "counter")
+        .collect();
+    let failures = [
+        OnFailure::Deny,
+        OnFailure::Continue,
+        OnFailure::SkipRemaining,
+    ];
+    let mut chains: Vec<Vec<Step>> = Vec::new();
+    for (i, a) in names.iter().enumerate() {
+        chains.push(vec![step(a, failures[i % 3])]);
+        // A third of the pairs (each chain costs two VM compilations).
+        for (j, b) in names.iter().enumerate().skip(i % 3).step_by(3) {
+            chains.push(vec![
+                step(a, failures[(i + j) % 3]),
+                step(b, failures[j % 3]),
+            ]);
+        }
+    }
+    // Longer chains from a fixed linear congruential sequence.
+    let mut x: u64 = 7;
+    let mut next = |m: usize| {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        usize::try_from(x >> 33).unwrap() % m
+    };
+    for len in [3, 4, 6] {
+        for _ in 0..12 {
+            chains.push(
+                (0..len)
+                    .map(|_| step(names[next(names.len())], failures[next(3)]))
+                    .collect(),
+            );
+        }
+    }
+    let mut base: Vec<(String, String)> = policy_rego::library()
+        .iter()
+        .filter(|f| !f.path.ends_with("_test.rego"))
+        .map(|f| (f.path.to_string(), f.source.to_string()))
+        .collect();
+    for (name, src) in POLICIES {
+        base.push((format!("policies/{name}.rego"), (*src).to_string()));
+    }
+    let specs: Vec<ChainSpec> = chains
+        .into_iter()
+        .map(|steps| ChainSpec {
+            phase: Phase::Request,
+            steps,
+        })
+        .collect();
+    // (A VM program holds at most 256 source files: one snapshot per batch.)
+    let mut statuses = std::collections::BTreeSet::new();
+    for (b, batch) in specs.chunks(60).enumerate() {
+        let mut modules = base.clone();
+        for (k, spec) in batch.iter().enumerate() {
+            modules.push((
+                format!("fast{k}.rego"),
+                chain::generate(&format!("fast.c{k}"), spec),
+            ));
+            modules.push((
+                format!("reference{k}.rego"),
+                chain::generate_reference(&format!("reference.c{k}"), spec),
+            ));
+        }
+        let builtins = NativeBuiltins::new(Arc::new(RateLimiter::new(Default::default())));
+        let set =
+            PolicySet::try_from_modules(&modules, json!({}), builtins, Arc::default()).unwrap();
+        let decide = |rule: &str, vm: bool| {
+            let compiled = set.compile_entrypoint(rule, vm).unwrap();
+            if vm {
+                assert!(
+                    compiled.is_vm(),
+                    "{rule} fell back: {:?}",
+                    compiled.fallback_reason()
+                );
+            }
+            let d = evaluate(&set, &compiled, input("same"), Duration::from_secs(5)).unwrap();
+            serde_json::to_value(&d.decision).unwrap()
+        };
+        for (k, spec) in batch.iter().enumerate() {
+            let fast = decide(&format!("data.fast.c{k}.decision"), true);
+            let reference = decide(&format!("data.reference.c{k}.decision"), true);
+            let steps: Vec<(&str, &str)> = spec
+                .steps
+                .iter()
+                .map(|s| (s.policy.as_str(), s.on_failure.as_str()))
+                .collect();
+            assert_eq!(fast, reference, "chain {steps:?}");
+            if (b + k) % 7 == 0 {
+                let interpreted = decide(&format!("data.fast.c{k}.decision"), false);
+                assert_eq!(interpreted, reference, "chain {steps:?} on the interpreter");
+            }
+            statuses.insert(fast["status"].as_str().unwrap_or("undefined").to_string());
+        }
+    }
+    // The chains reach every kind of decision.
+    assert_eq!(
+        statuses.into_iter().collect::<Vec<_>>(),
+        ["OK", "POLICY_DENIED", "POLICY_ERROR"]
+    );
 }

@@ -41,54 +41,43 @@ has_immediate(r) if {
 	x.type == "IMMEDIATE_RESPONSE"
 }
 
-# The accumulator after the chain's last policy `name` returned r, for OK
-# results whose instructions only change headers or the body. After the last
-# step only finish(acc) is left, and it reads nothing of the context but its
-# state, which such instructions leave alone: the context is passed on
-# unchanged instead of rebuilt. When defined, checked(r, name) == r,
-# proceeds(r, _) is true and finish(fast_last(acc, r, name)) equals
-# finish(next(acc, r, name)).
-fast_last(acc, r, name) := out if {
+# The state in the decision when the chain's last policy returned r to a
+# context ctx, for the usual results: those of fast_ctx, and OK results whose
+# instructions only change headers or the body (these leave the state as it
+# is, so the context is not rebuilt). Undefined otherwise. When defined,
+# checked(r, _) == r, proceeds(r, _) is true and the value equals
+# finish(next(acc, r, _)).state for any acc with acc.ctx == ctx.
+fast_state(ctx, r) := s if {
 	r.status == "OK"
 	instrs := r.instructions
 	is_array(instrs)
-	m := r.metadata
-	is_object(m)
-	ctx := acc.ctx
+	is_object(r.metadata)
 	is_object(ctx)
 	msg := ctx[{true: "response", false: "request"}[object.get(ctx, "phase", null) == "response"]]
 	is_object(msg)
 	is_object(object.get(msg, "headers", {}))
-	is_object(object.get(ctx, "state", {}))
+	s := object.get(ctx, "state", {})
+	is_object(s)
 	every x in instrs {
 		x.type in {"SET_HEADER", "REMOVE_HEADER", "SET_BODY"}
 	}
-	out := {
-		"ctx": ctx,
-		"instructions": array.concat(acc.instructions, instrs),
-		"outcomes": array.concat(acc.outcomes, [{"policy": name, "status": "OK", "message": object.get(r, "message", "")}]),
-		"metadata": object.union(acc.metadata, m),
-	}
+} else := object.get(c, "state", {}) if {
+	c = fast_ctx(ctx, r)
+	is_object(c)
 }
 
-# The accumulator after policy `name` returned r, for the usual results only:
-# OK with an object metadata and no instruction, or one or two SET_HEADER /
-# SET_STATE instructions with distinct keys. Undefined otherwise. When
-# defined, checked(r, name) == r, proceeds(r, _) is true and the value equals
-# next(acc, r, name): the generated steps try it first and use checked,
-# proceeds and next for everything else. (No comprehension: on the bytecode
-# VM each costs more than the whole usual case.)
-fast_next(acc, r, name) := out if {
+# The context the next policy sees after a policy returned r to a context
+# ctx, for the usual results only: OK with an object metadata and no
+# instruction, or one or two SET_HEADER / SET_STATE instructions with
+# distinct keys. Undefined otherwise. When defined, checked(r, _) == r,
+# proceeds(r, _) is true and the value equals next(acc, r, _).ctx for any acc
+# with acc.ctx == ctx: the generated steps pass such results on directly and
+# leave every other result to checked, proceeds and next. (No comprehension:
+# on the bytecode VM each costs more than the whole usual case.)
+fast_ctx(ctx, r) := ctx if {
 	r.status == "OK"
 	r.instructions == []
-	m := r.metadata
-	is_object(m)
-	out := {
-		"ctx": acc.ctx,
-		"instructions": acc.instructions,
-		"outcomes": array.concat(acc.outcomes, [{"policy": name, "status": "OK", "message": object.get(r, "message", "")}]),
-		"metadata": object.union(acc.metadata, m),
-	}
+	is_object(r.metadata)
 } else := out if {
 	# The most common pair (an authenticated user): one SET_HEADER, then one
 	# SET_STATE, so the keys cannot collide. (The second type is tested first:
@@ -109,15 +98,8 @@ fast_next(acc, r, name) := out if {
 	sv := st.value
 	not is_object(hv)
 	not is_object(sv)
-	m := r.metadata
-	is_object(m)
-	ctx = _apply_union(acc.ctx, {lower(hk): hv}, {sk: sv})
-	out := {
-		"ctx": ctx,
-		"instructions": array.concat(acc.instructions, instrs),
-		"outcomes": array.concat(acc.outcomes, [{"policy": name, "status": "OK", "message": object.get(r, "message", "")}]),
-		"metadata": object.union(acc.metadata, m),
-	}
+	is_object(r.metadata)
+	out = _apply_union(ctx, {lower(hk): hv}, {sk: sv})
 } else := out if {
 	r.status == "OK"
 	instrs := r.instructions
@@ -138,22 +120,14 @@ fast_next(acc, r, name) := out if {
 	yv := y.value
 	not is_object(xv)
 	not is_object(yv)
-	m := r.metadata
-	is_object(m)
-	ctx = _apply_union(acc.ctx, {lx: xv, ly: yv}, {})
-	out := {
-		"ctx": ctx,
-		"instructions": array.concat(acc.instructions, instrs),
-		"outcomes": array.concat(acc.outcomes, [{"policy": name, "status": "OK", "message": object.get(r, "message", "")}]),
-		"metadata": object.union(acc.metadata, m),
-	}
+	is_object(r.metadata)
+	out = _apply_union(ctx, {lx: xv, ly: yv}, {})
 } else := out if {
 	r.status == "OK"
 	instrs := r.instructions
 	is_array(instrs)
 	count(instrs) == 2
-	m := r.metadata
-	is_object(m)
+	is_object(r.metadata)
 	hx = _header_change(instrs[0])
 	hy = _header_change(instrs[1])
 	hs := object.union(hx, hy)
@@ -162,27 +136,14 @@ fast_next(acc, r, name) := out if {
 	sy = _state_change(instrs[1])
 	ss := object.union(sx, sy)
 	count(ss) == count(sx) + count(sy)
-	ctx = _apply_changes(acc.ctx, hs, ss)
-	out := {
-		"ctx": ctx,
-		"instructions": array.concat(acc.instructions, instrs),
-		"outcomes": array.concat(acc.outcomes, [{"policy": name, "status": "OK", "message": object.get(r, "message", "")}]),
-		"metadata": object.union(acc.metadata, m),
-	}
+	out = _apply_changes(ctx, hs, ss)
 } else := out if {
 	r.status == "OK"
 	instrs := r.instructions
 	is_array(instrs)
 	count(instrs) == 1
-	m := r.metadata
-	is_object(m)
-	ctx = _apply_changes(acc.ctx, _header_change(instrs[0]), _state_change(instrs[0]))
-	out := {
-		"ctx": ctx,
-		"instructions": array.concat(acc.instructions, instrs),
-		"outcomes": array.concat(acc.outcomes, [{"policy": name, "status": "OK", "message": object.get(r, "message", "")}]),
-		"metadata": object.union(acc.metadata, m),
-	}
+	is_object(r.metadata)
+	out = _apply_changes(ctx, _header_change(instrs[0]), _state_change(instrs[0]))
 }
 
 # The context after header changes hs and state changes ss (objects), as
@@ -210,16 +171,26 @@ _apply_changes(ctx, hs, ss) := out if {
 # whose values are not objects (object.union merges objects where
 # _apply_changes replaces them; the callers check), when that gives the same
 # context: the message exists with a body (which _apply_changes would
-# otherwise add as ""). _apply_changes otherwise.
+# otherwise add as ""). _apply_changes otherwise. (One branch per phase: a
+# fixed message key costs less than one chosen by an object lookup.)
 _apply_union(ctx, hs, ss) := out if {
 	is_object(ctx)
-	t := {true: "response", false: "request"}[object.get(ctx, "phase", null) == "response"]
-	msg := ctx[t]
+	object.get(ctx, "phase", null) != "response"
+	msg := ctx.request
 	is_object(msg)
 	_ = msg.body
 	is_object(object.get(msg, "headers", {}))
 	is_object(object.get(ctx, "state", {}))
-	out := object.union(ctx, {t: {"headers": hs}, "state": ss})
+	out := object.union(ctx, {"request": {"headers": hs}, "state": ss})
+} else := out if {
+	is_object(ctx)
+	ctx.phase == "response"
+	msg := ctx.response
+	is_object(msg)
+	_ = msg.body
+	is_object(object.get(msg, "headers", {}))
+	is_object(object.get(ctx, "state", {}))
+	out := object.union(ctx, {"response": {"headers": hs}, "state": ss})
 } else := _apply_changes(ctx, hs, ss)
 
 # One instruction's header change ({} for SET_STATE); undefined for any
