@@ -1,7 +1,7 @@
 //! The request context as the Rego input document, and the chain's decision
 //! document back as a protocol response.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use policy_proto::agent::{
     BodyInstruction, ContinueRequest, HeaderInstruction, ImmediateResponse, Instruction,
@@ -19,39 +19,45 @@ pub struct InputLimits {
     pub max_state_size_bytes: usize,
 }
 
+/// An object of distinct keys (built without an intermediate map).
 fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Value {
-    let map: BTreeMap<Value, Value> = pairs
-        .into_iter()
-        .map(|(k, v)| (Value::from(k), v))
-        .collect();
-    Value::from(map)
+    Value::object_from_entries(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (Value::from(k), v))
+            .collect(),
+    )
 }
 
 fn string_map(m: &HashMap<String, String>) -> Value {
-    let map: BTreeMap<Value, Value> = m
-        .iter()
-        .map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str())))
-        .collect();
-    Value::from(map)
+    Value::object_from_entries(
+        m.iter()
+            .map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str())))
+            .collect(),
+    )
 }
 
 /// Headers with lower-case names. Two names that differ only in case are
 /// refused: which value won would depend on hash order, so the same request
 /// could be allowed once and denied the next time.
 fn header_map(what: &str, m: &HashMap<String, String>) -> Result<Value, EvalError> {
-    let mut map: BTreeMap<Value, Value> = BTreeMap::new();
-    for (k, v) in m {
-        let name = k.to_ascii_lowercase();
-        if map
-            .insert(Value::from(name.as_str()), Value::from(v.as_str()))
-            .is_some()
-        {
-            return Err(EvalError::InvalidRequest(format!(
-                "{what} header `{name}` is given more than once (names differ only in case)"
-            )));
-        }
+    let mut entries: Vec<(String, &str)> = m
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
+        .collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    if let Some(w) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(EvalError::InvalidRequest(format!(
+            "{what} header `{}` is given more than once (names differ only in case)",
+            w[0].0
+        )));
     }
-    Ok(Value::from(map))
+    Ok(Value::object_from_entries(
+        entries
+            .into_iter()
+            .map(|(k, v)| (Value::from(k), Value::from(v)))
+            .collect(),
+    ))
 }
 
 /// The body as policies see it: parsed JSON when the content type is JSON
@@ -259,32 +265,41 @@ fn status_code(s: &str) -> StatusCode {
     }
 }
 
-/// A JSON value as header text: strings as they are, anything else as JSON.
-fn text(v: &serde_json::Value) -> String {
+/// JSON text of a value (numbers, arrays and objects as OPA prints them).
+fn json_text(v: &Value) -> Result<String, EvalError> {
+    serde_json::to_string(v).map_err(malformed)
+}
+
+/// A value as header text: strings as they are, null as empty, anything
+/// else as JSON.
+fn text(v: &Value) -> Result<String, EvalError> {
     match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
+        Value::String(s) => Ok(s.to_string()),
+        Value::Null | Value::Undefined => Ok(String::new()),
+        other => json_text(other),
     }
 }
 
-fn body_bytes(v: &serde_json::Value) -> Vec<u8> {
+/// A body: a string as its bytes, anything else as JSON.
+fn body_bytes(v: &Value) -> Result<Vec<u8>, EvalError> {
     match v {
-        serde_json::Value::String(s) => s.clone().into_bytes(),
-        other => other.to_string().into_bytes(),
+        Value::String(s) => Ok(s.as_bytes().to_vec()),
+        other => json_text(other).map(String::into_bytes),
     }
 }
 
-fn instruction(v: &serde_json::Value) -> Result<Instruction, EvalError> {
+/// One instruction of the decision document, read field by field.
+fn instruction(v: &Value) -> Result<Instruction, EvalError> {
     let bad = |what: &str| EvalError::MalformedDecision(format!("instruction {what}: {v}"));
-    let field = |k: &str| v.get(k).map(text).unwrap_or_default();
-    let kind = v
-        .get("type")
-        .and_then(|t| t.as_str())
-        .ok_or_else(|| bad("without a type"))?;
+    let text_field = |k: &str| field(v, k).map_or(Ok(String::new()), text);
+    let body_field = |k: &str| field(v, k).map_or(Ok(Vec::new()), body_bytes);
+    let kind = match field(v, "type") {
+        Some(Value::String(t)) => t.as_ref(),
+        _ => return Err(bad("without a type")),
+    };
     let (ty, payload) = match kind {
         "SET_HEADER" | "REMOVE_HEADER" => {
-            let key = field("key");
+            let key = text_field("key")?;
             if key.is_empty() {
                 return Err(bad("without a key"));
             }
@@ -297,41 +312,47 @@ fn instruction(v: &serde_json::Value) -> Result<Instruction, EvalError> {
                 ty,
                 Payload::Header(HeaderInstruction {
                     key,
-                    value: field("value"),
+                    value: text_field("value")?,
                 }),
             )
         }
         "SET_BODY" => (
             InstructionType::SetBody,
             Payload::Body(BodyInstruction {
-                body: v.get("body").map(body_bytes).unwrap_or_default(),
+                body: body_field("body")?,
             }),
         ),
         "SET_STATE" => (
             InstructionType::SetState,
             Payload::State(StateInstruction {
-                key: field("key"),
-                value_json: v.get("value").cloned().unwrap_or_default().to_string(),
+                key: text_field("key")?,
+                value_json: match field(v, "value") {
+                    None => "null".to_string(),
+                    Some(value) => json_text(value)?,
+                },
             }),
         ),
         "IMMEDIATE_RESPONSE" => {
-            let status_code = v
-                .get("status_code")
-                .and_then(|s| s.as_i64())
-                .and_then(|s| i32::try_from(s).ok())
-                .filter(|s| (100..=599).contains(s))
-                .ok_or_else(|| bad("with a status_code outside 100-599"))?;
-            let headers = v
-                .get("headers")
-                .and_then(|h| h.as_object())
-                .map(|h| h.iter().map(|(k, v)| (k.clone(), text(v))).collect())
-                .unwrap_or_default();
+            let status_code = match field(v, "status_code") {
+                Some(Value::Number(n)) => n.as_i64(),
+                _ => None,
+            }
+            .and_then(|s| i32::try_from(s).ok())
+            .filter(|s| (100..=599).contains(s))
+            .ok_or_else(|| bad("with a status_code outside 100-599"))?;
+            let headers = match field(v, "headers") {
+                Some(Value::Object(h)) => h
+                    .iter()
+                    .map(|(k, v)| Ok((text(k)?, text(v)?)))
+                    .collect::<Result<_, EvalError>>()?,
+                _ => HashMap::new(),
+            };
             (
                 InstructionType::ImmediateResponse,
                 Payload::ImmediateResponse(ImmediateResponse {
                     status_code,
                     headers,
-                    body: v.get("body").map(body_bytes).unwrap_or_default(),
+                    body: body_field("body")?,
                 }),
             )
         }
@@ -373,7 +394,7 @@ pub(crate) fn decision_to_response_with_skips(
     let message = string_field(decision, "message", Some(""))?;
     let instructions = array_field(decision, "instructions")?
         .iter()
-        .map(|v| instruction(&to_json(v)?))
+        .map(instruction)
         .collect::<Result<Vec<_>, _>>()?;
     let metadata = match field(decision, "metadata") {
         None => HashMap::new(),
@@ -392,7 +413,7 @@ pub(crate) fn decision_to_response_with_skips(
     };
     let state_json = match field(decision, "state") {
         None | Some(Value::Null) => b"{}".to_vec(),
-        Some(state) => serde_json::to_vec(&to_json(state)?).map_err(malformed)?,
+        Some(state) => serde_json::to_vec(state).map_err(malformed)?,
     };
     if state_json.len() > max_state_size_bytes {
         return Err(EvalError::StateTooLarge {

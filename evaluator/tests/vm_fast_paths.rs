@@ -159,3 +159,43 @@ fn inline_builtins_and_host_calls_answer_like_the_interpreter() {
         }
     }
 }
+
+/// Objects built from entries (the agent's input and builtin results) are
+/// the objects the same literal gives: sorted, later repeated keys winning.
+#[test]
+fn objects_from_entries_equal_their_literals() {
+    use regorus::Value;
+    let v = |j: serde_json::Value| Value::from(j);
+    let entries = |pairs: &[(&str, i64)]| {
+        Value::object_from_entries(
+            pairs
+                .iter()
+                .map(|(k, n)| (Value::from(*k), Value::from(*n)))
+                .collect(),
+        )
+    };
+    assert_eq!(
+        entries(&[("a", 1), ("b", 2), ("c", 3)]),
+        v(json!({"a": 1, "b": 2, "c": 3}))
+    );
+    assert_eq!(
+        entries(&[("c", 3), ("a", 1), ("b", 2)]),
+        v(json!({"a": 1, "b": 2, "c": 3}))
+    );
+    assert_eq!(
+        entries(&[("b", 1), ("a", 2), ("b", 3), ("b", 4)]),
+        v(json!({"a": 2, "b": 4}))
+    );
+    assert_eq!(entries(&[]), Value::new_object());
+    let o = entries(&[("z", 1), ("y", 2)]);
+    assert_eq!(o["y"], Value::from(2));
+    assert_eq!(o["z"], Value::from(1));
+    // Mixed key types order as values do.
+    let mixed = Value::object_from_entries(vec![
+        (Value::from("s"), Value::from(1)),
+        (Value::from(2), Value::from(2)),
+        (Value::Null, Value::from(3)),
+    ]);
+    let keys: Vec<Value> = mixed.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys, vec![Value::Null, Value::from(2), Value::from("s")]);
+}

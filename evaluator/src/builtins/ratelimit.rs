@@ -175,15 +175,15 @@ pub(crate) fn call(
         });
     }
     let t = limiter.take_at(key, rate, burst.floor(), Instant::now());
-    let mut obj = std::collections::BTreeMap::new();
-    obj.insert(Value::from("allowed"), Value::from(t.allowed));
-    obj.insert(Value::from("remaining"), Value::from(t.remaining));
-    obj.insert(
-        Value::from("retry_after_seconds"),
-        Value::from(t.retry_after_seconds),
-    );
-    obj.insert(Value::from("limit"), Value::from(t.limit));
-    Ok(Value::from(obj))
+    Ok(Value::object_from_entries(vec![
+        (Value::from("allowed"), Value::from(t.allowed)),
+        (Value::from("limit"), Value::from(t.limit)),
+        (Value::from("remaining"), Value::from(t.remaining)),
+        (
+            Value::from("retry_after_seconds"),
+            Value::from(t.retry_after_seconds),
+        ),
+    ]))
 }
 
 #[cfg(test)]

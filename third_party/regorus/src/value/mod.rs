@@ -422,6 +422,23 @@ impl Value {
         Value::from(BTreeMap::new())
     }
 
+    /// policy-engine patch: a [`Value::Object`] from key-value entries in any
+    /// order, in compact storage (no intermediate map). When a key repeats,
+    /// the later entry wins, as in an object literal.
+    ///
+    /// ```
+    /// # use regorus::*;
+    /// let obj = Value::object_from_entries(vec![
+    ///     (Value::from("b"), Value::from(1)),
+    ///     (Value::from("a"), Value::from(2)),
+    ///     (Value::from("b"), Value::from(3)),
+    /// ]);
+    /// assert_eq!(obj, Value::from(serde_json::json!({"a": 2, "b": 3})));
+    /// ```
+    pub fn object_from_entries(entries: Vec<(Value, Value)>) -> Value {
+        Value::from(Object::from_entries(entries))
+    }
+
     /// Create an empty [`Value::Set`]
     ///
     /// ```

@@ -74,34 +74,9 @@ impl RegoVM {
                 self.get_register(value_reg)?.clone(),
             ));
         }
-        if !entries
-            .windows(2)
-            .all(|w| matches!((w.first(), w.get(1)), (Some(a), Some(b)) if key_order(&a.0, &b.0).is_lt()))
-        {
-            // Stable: equal keys keep their field order, and the later one wins.
-            entries.sort_by(|a, b| key_order(&a.0, &b.0));
-            entries.dedup_by(|later, kept| {
-                if later.0 == kept.0 {
-                    mem::swap(&mut later.1, &mut kept.1);
-                    true
-                } else {
-                    false
-                }
-            });
-        }
-        Ok(Some(Value::from(
-            crate::value::Object::from_sorted_entries(entries),
-        )))
-    }
-}
-
-/// policy-engine patch: the order of object keys (`Value`'s), strings
-/// compared as bytes without the generic comparison.
-#[inline]
-fn key_order(a: &Value, b: &Value) -> core::cmp::Ordering {
-    match (a, b) {
-        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
-        _ => a.cmp(b),
+        Ok(Some(Value::from(crate::value::Object::from_entries(
+            entries,
+        ))))
     }
 }
 

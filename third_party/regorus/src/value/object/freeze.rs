@@ -10,6 +10,16 @@ use alloc::vec::Vec;
 use super::{Object, Repr};
 use crate::value::Value;
 
+/// policy-engine patch: the order of object keys (`Value`'s), strings
+/// compared as bytes without the generic comparison.
+#[inline]
+pub(crate) fn key_order(a: &Value, b: &Value) -> core::cmp::Ordering {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+        _ => a.cmp(b),
+    }
+}
+
 impl Object {
     /// Convert to the immutable boxed-slice representation.
     pub(crate) fn freeze(mut self) -> Self {
@@ -64,6 +74,27 @@ impl Object {
         Self {
             repr: Repr::Frozen(boxed),
         }
+    }
+
+    /// policy-engine patch: an object from entries in any order, in compact
+    /// storage; when a key repeats, the later entry wins (as in an object
+    /// literal). Entries already strictly sorted by key are taken as they are.
+    pub(crate) fn from_entries(mut entries: Vec<(Value, Value)>) -> Self {
+        if !entries.windows(2).all(|w| {
+            matches!((w.first(), w.get(1)), (Some(a), Some(b)) if key_order(&a.0, &b.0).is_lt())
+        }) {
+            // Stable: equal keys keep their order, and the later one wins.
+            entries.sort_by(|a, b| key_order(&a.0, &b.0));
+            entries.dedup_by(|later, kept| {
+                if later.0 == kept.0 {
+                    core::mem::swap(&mut later.1, &mut kept.1);
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+        Self::from_sorted_entries(entries)
     }
 
     pub(super) fn thawed_repr(v: Box<[(Value, Value)]>) -> Repr {
