@@ -165,13 +165,14 @@ fn generate_paths(package: &str, chain: &ChainSpec, shortcuts: bool) -> String {
         let _ = writeln!(out, "# step {i}: {}", step.policy.replace('\n', " "));
         match &step.kind {
             StepKind::Policy { metadata } => {
-                let _ = writeln!(out, "md{i} := {metadata}\n");
                 let _ = writeln!(
                     out,
                     // `=` rather than `:=`: unpatched regorus 0.14.1 VMs make the
                     // caller undefined when `:=` binds an undefined function result
                     // (docs/regorus-notes.md), so generated code avoids the form.
-                    "p{i}(ctx) := r if {{\n\tr = data.policies.{}.result(ctx, md{i})\n}} else := chain.undefined_result({name})\n",
+                    // The metadata is a literal in the call: a constant,
+                    // where a rule of its own would be one more call.
+                    "p{i}(ctx) := r if {{\n\tr = data.policies.{}.result(ctx, {metadata})\n}} else := chain.undefined_result({name})\n",
                     policy_ref(&step.policy)
                 );
             }
@@ -341,7 +342,9 @@ mod tests {
         let src = generate("chains.c1", &spec());
         assert!(src.contains("package chains.c1"));
         assert!(src.contains("decision := f0(input, p0(input))"));
-        assert!(src.contains("data.policies.apiKeyAuth.result(ctx, md0)"));
+        assert!(src.contains(
+            "r = data.policies.apiKeyAuth.result(ctx, {\"header_name\":\"X-API-Key\",\"required\":true})"
+        ));
         // The usual path passes the context and the results on.
         assert!(src.contains(
             "f0(c, r0) := f1(c2, r0, p1(c2)) if {\n\tc2 = chain.fast_ctx(c, r0)\n} else := u0(chain.start(c), chain.checked(r0, \"apiKeyAuth\"))"

@@ -215,3 +215,33 @@ fn split_names_itself_in_its_errors_and_splits_on_any_delimiter() {
         assert_eq!(eval(expr), json(want), "{expr}");
     }
 }
+
+/// `object.union` merges recursively, the right operand winning for any
+/// other value (OPA's semantics), whatever storage the operands have.
+#[test]
+fn object_union_merges_nested_objects_right_operand_winning() {
+    let cases = [
+        (
+            r#"object.union({"a": 1, "c": {"x": 1, "y": 2}, "e": 5}, {"b": 2, "c": {"y": 3, "z": 4}, "e": {"o": 1}})"#,
+            json!({"a": 1, "b": 2, "c": {"x": 1, "y": 3, "z": 4}, "e": {"o": 1}}),
+        ),
+        (
+            r#"object.union({"c": {"x": 1}}, {"c": 7})"#,
+            json!({"c": 7}),
+        ),
+        (r#"object.union({}, {"a": 1})"#, json!({"a": 1})),
+        (r#"object.union({"a": 1}, {})"#, json!({"a": 1})),
+        (
+            // Operands built by a comprehension (map storage) and literals.
+            r#"object.union({k: v | some k, v in {"b": 1, "a": {"n": 1}}}, {"a": {"m": 2}, "c": 3})"#,
+            json!({"a": {"m": 2, "n": 1}, "b": 1, "c": 3}),
+        ),
+        (
+            r#"object.union({"z": 1, "a": 2}, {k: v | some k, v in {"m": 3, "z": 4}})"#,
+            json!({"a": 2, "m": 3, "z": 4}),
+        ),
+    ];
+    for (expr, want) in cases {
+        assert_eq!(eval(expr), json(want), "{expr}");
+    }
+}

@@ -59,9 +59,18 @@ _decide(ctx, md) := _error(msg) if {
 } else := _authenticate(md, _header_name(md), ctx.request.headers, _keys)
 
 # The result for valid metadata, headers and keys. The first branch is the
-# usual case (the header under its lower-case name, a valid entry); the
-# digest and the header are computed once and passed on.
-_authenticate(md, name, headers, keys) := _authenticated(user) if {
+# usual case (the header under its lower-case name, a valid entry; its result
+# is _authenticated(user), written out to save a call); the digest and the
+# header are computed once and passed on.
+_authenticate(md, name, headers, keys) := {
+	"status": "OK",
+	"message": "API key valid",
+	"instructions": [
+		{"type": "SET_HEADER", "key": "X-User-ID", "value": user},
+		{"type": "SET_STATE", "key": "user", "value": user},
+	],
+	"metadata": {"auth_method": "api_key"},
+} if {
 	v := headers[lower(name)]
 	is_string(v)
 	v != ""

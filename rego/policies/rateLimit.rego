@@ -96,12 +96,18 @@ decide(ctx, md, take) := _error("rate limiter returned an invalid result") if {
 } else := _exceeded(take, _metadata(md, take))
 
 # decide/3 for the bucket kind kind_name (_kind_name(md)); the first branch is
-# the usual answer (allowed, with a numeric limit and remaining).
-_verdict(take, kind_name) := _within({
-	"rate_limit_key": kind_name,
-	"rate_limit_limit": format_int(floor(limit), 10),
-	"rate_limit_remaining": format_int(floor(remaining), 10),
-}) if {
+# the usual answer (allowed, with a numeric limit and remaining; its result is
+# _within's, written out to save a call).
+_verdict(take, kind_name) := {
+	"status": "OK",
+	"message": "within rate limit",
+	"instructions": [],
+	"metadata": {
+		"rate_limit_key": kind_name,
+		"rate_limit_limit": format_int(floor(limit), 10),
+		"rate_limit_remaining": format_int(floor(remaining), 10),
+	},
+} if {
 	take.allowed == true
 	limit := take.limit
 	is_number(limit)

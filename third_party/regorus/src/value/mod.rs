@@ -23,6 +23,7 @@ mod tests;
 
 #[allow(unused_imports)] // surface for downstream PRs
 pub use array::{Array, ArrayCursor, ArrayIntoIter, ArrayIter, ArrayIterMut};
+pub(crate) use object::key_order;
 pub use object::{IntoIter, Iter, IterMut, Object};
 #[allow(unused_imports)] // surface for downstream PRs
 pub use set::Set;

@@ -29,6 +29,8 @@ use crate::value::Value;
 
 #[cfg(feature = "rvm")]
 pub use cursor::ObjectCursor;
+// policy-engine patch: the key order of compact storage, for merges.
+pub(crate) use freeze::key_order;
 pub use iter::{IntoIter, Iter, IterMut};
 
 /// Opaque, ordered key-value map keyed by [`Value`].
@@ -146,6 +148,17 @@ impl Object {
     /// must yield and resume.
     pub fn iter(&self) -> impl Iterator<Item = (&Value, &Value)> + '_ {
         self.iter_sorted()
+    }
+
+    /// policy-engine patch: the sorted entries of compact storage (`None`
+    /// for map storage), for merges that index both sides.
+    #[inline]
+    pub(crate) fn frozen_entries(&self) -> Option<&[(Value, Value)]> {
+        match &self.repr {
+            Repr::Empty => Some(&[]),
+            Repr::Frozen(v) => Some(v),
+            Repr::BTree(_) => None,
+        }
     }
 
     /// Iteration in sorted key order (by `Value::Ord`). Non-resumable.
