@@ -199,3 +199,53 @@ fn objects_from_entries_equal_their_literals() {
     let keys: Vec<Value> = mixed.as_object().unwrap().keys().cloned().collect();
     assert_eq!(keys, vec![Value::Null, Value::from(2), Value::from("s")]);
 }
+
+/// The bodies of a function (its `else` branches) share their registers on
+/// the VM: each must start from undefined registers, whatever the branches
+/// before it bound, looped over or collected before failing.
+#[test]
+fn else_branches_start_from_clean_registers() {
+    const BRANCHES: &str = r#"package regs
+import rego.v1
+
+f(x) := ["first", a, b] if {
+	a := x.a
+	b := [v | some v in x.list; v > 1]
+	count(b) > 5
+} else := ["second", c, d] if {
+	c := object.get(x, "c", "no c")
+	not x.missing
+	d := {k | some k, _ in x.obj}
+	count(d) > 5
+} else := ["third", e] if {
+	e := x.missing_too
+} else := ["fourth", m, n] if {
+	some m in x.list
+	m > 2
+	n := count([1 | some y in x.list; y < m])
+}
+
+g(x) := r if {
+	r := x.nope
+} else := r if {
+	r := [x.a, object.get(x, "c", null)]
+}
+
+cases := [f(input), f({"a": 1, "list": [5], "obj": {}}), g(input)]
+"#;
+    let set = PolicySet::try_from_modules(
+        &[("regs.rego".into(), BRANCHES.into())],
+        json!({}),
+        NativeBuiltins::new(Arc::new(RateLimiter::new(Default::default()))),
+        Arc::new(EngineStats::default()),
+    )
+    .unwrap();
+    let input = regorus::Value::from(json!({"a": 1, "list": [1, 2, 3], "obj": {"p": 1, "q": 2}}));
+    let want = regorus::Value::from(json!([["fourth", 3, 2], ["fourth", 5, 0], [1, null]]));
+    for use_vm in [true, false] {
+        let compiled = set.compile_entrypoint("data.regs.cases", use_vm).unwrap();
+        assert_eq!(compiled.is_vm(), use_vm, "{:?}", compiled.fallback_reason());
+        let got = evaluate(&set, &compiled, input.clone(), Duration::from_secs(5)).unwrap();
+        assert_eq!(got.decision, want, "vm: {use_vm}");
+    }
+}

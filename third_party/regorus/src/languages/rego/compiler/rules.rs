@@ -603,7 +603,18 @@ impl<'a> Compiler<'a> {
                             self.pop_scope();
                         }
                     } else {
+                        // policy-engine patch: the bodies of a definition (a
+                        // rule and its `else` branches) share one register
+                        // range after the parameters', as the definitions of
+                        // a rule share theirs: the VM resets it to undefined
+                        // before each body and reruns the destructuring
+                        // block, so no body sees another's registers. The
+                        // window is then as large as the largest body rather
+                        // than all of them together.
+                        let body_register_base = self.register_counter;
+                        let mut body_register_end = body_register_base;
                         for (body_idx, body) in bodies.iter().enumerate() {
+                            self.register_counter = body_register_base;
                             self.push_scope();
                             self.reset_rule_definition_registers();
 
@@ -661,7 +672,9 @@ impl<'a> Compiler<'a> {
                             }
 
                             self.pop_scope();
+                            body_register_end = body_register_end.max(self.register_counter);
                         }
+                        self.register_counter = body_register_end;
                     }
 
                     self.pop_scope();
