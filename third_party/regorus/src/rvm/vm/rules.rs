@@ -4,7 +4,7 @@
 // `.ok_or_else(|| VmError::…)` so no error value is built (and dropped) on the
 // success path; see `vm/mod.rs`.
 
-use crate::rvm::instructions::FunctionCallParams;
+use crate::rvm::instructions::{FunctionCallParams, GuardMode, Instruction};
 use crate::rvm::program::{Program, RuleInfo, RuleType};
 use crate::value::Value;
 use alloc::format;
@@ -112,18 +112,24 @@ impl RegoVM {
                 if let Some(destructuring_entry_point) =
                     rule_info.destructuring_blocks.get(def_idx).and_then(|x| *x)
                 {
-                    match self.jump_to_in(program, destructuring_entry_point) {
-                        Ok(_result) => {}
-                        Err(e) if Self::is_fatal_vm_error(&e) => {
-                            self.restore_rule_state(
-                                &mut previous_loop_stack,
-                                &mut previous_comprehension_stack,
-                            );
-                            return Err(e);
-                        }
-                        Err(_e) => {
-                            continue 'outer;
-                        }
+                    // policy-engine patch: plain parameters are bound
+                    // without the dispatch loop; anything else runs in it.
+                    match self.plain_destructuring(program, destructuring_entry_point) {
+                        Some(true) => {}
+                        Some(false) => continue 'outer,
+                        None => match self.jump_to_in(program, destructuring_entry_point) {
+                            Ok(_result) => {}
+                            Err(e) if Self::is_fatal_vm_error(&e) => {
+                                self.restore_rule_state(
+                                    &mut previous_loop_stack,
+                                    &mut previous_comprehension_stack,
+                                );
+                                return Err(e);
+                            }
+                            Err(_e) => {
+                                continue 'outer;
+                            }
+                        },
                     }
                 }
 
@@ -570,6 +576,49 @@ impl RegoVM {
     pub(super) const fn execute_rule_return(&mut self) -> Result<()> {
         let _ = self;
         Ok(())
+    }
+
+    /// policy-engine patch: runs a destructuring block made of `Move`s and
+    /// not-undefined guards only (a function's plain parameters) without the
+    /// dispatch loop. `Some(true)` when it reaches `DestructuringSuccess`,
+    /// `Some(false)` when a guard fails (where the loop's guard fails the
+    /// block), `None` at any other instruction: the loop then runs the block
+    /// from its start, repeating the moves done here with the same values.
+    /// The instructions run here are counted as the loop counts them, and
+    /// the block is left to the loop where it would check a limit.
+    fn plain_destructuring(&mut self, program: &Program, entry: u32) -> Option<bool> {
+        let start = usize::try_from(entry).ok()?;
+        let mut executed: usize = 0;
+        for instruction in program.instructions.get(start..)? {
+            // Where the loop would check a limit, it runs the block itself.
+            if self.executed_instructions.saturating_add(executed) >= self.next_limit_check {
+                return None;
+            }
+            executed = executed.saturating_add(1);
+            match *instruction {
+                Instruction::Move { dest, src } => {
+                    let value = self.registers.get(usize::from(src))?.clone();
+                    *self.registers.get_mut(usize::from(dest))? = value;
+                }
+                Instruction::Guard {
+                    register,
+                    mode: GuardMode::NotUndefined,
+                } => {
+                    if matches!(self.registers.get(usize::from(register))?, Value::Undefined) {
+                        self.executed_instructions =
+                            self.executed_instructions.saturating_add(executed);
+                        return Some(false);
+                    }
+                }
+                Instruction::DestructuringSuccess {} => {
+                    self.executed_instructions =
+                        self.executed_instructions.saturating_add(executed);
+                    return Some(true);
+                }
+                _ => return None,
+            }
+        }
+        None
     }
 
     /// policy-engine patch: prepares the register window for the next rule
