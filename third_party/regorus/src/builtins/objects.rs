@@ -414,33 +414,6 @@ fn subset(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> R
     }))
 }
 
-// policy-engine patch: `union` of two objects in compact storage, by index
-// over both sorted entry slices.
-fn merge_entries(a: &[(Value, Value)], b: &[(Value, Value)]) -> Result<Value> {
-    let mut out: Vec<(Value, Value)> = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while let (Some((k1, v1)), Some((k2, v2))) = (a.get(i), b.get(j)) {
-        match crate::value::key_order(k1, k2) {
-            core::cmp::Ordering::Less => {
-                out.push((k1.clone(), v1.clone()));
-                i += 1;
-            }
-            core::cmp::Ordering::Greater => {
-                out.push((k2.clone(), v2.clone()));
-                j += 1;
-            }
-            core::cmp::Ordering::Equal => {
-                out.push((k1.clone(), union(v1, v2)?));
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out.extend(a.iter().skip(i).cloned());
-    out.extend(b.iter().skip(j).cloned());
-    Ok(Value::Object(Rc::new(Object::from_sorted_entries(out))))
-}
-
 // policy-engine patch: the union is a merge of the two sorted entry
 // sequences into a new object (one allocation), or an operand itself when
 // the other is empty, instead of a deep copy of `obj1` thawed into a map.
@@ -452,9 +425,6 @@ fn union(obj1: &Value, obj2: &Value) -> Result<Value> {
             }
             if m1.is_empty() {
                 return Ok(obj2.clone());
-            }
-            if let (Some(a), Some(b)) = (m1.frozen_entries(), m2.frozen_entries()) {
-                return merge_entries(a, b);
             }
             let mut out: Vec<(Value, Value)> = Vec::with_capacity(m1.len() + m2.len());
             let mut a = m1.iter_sorted().peekable();

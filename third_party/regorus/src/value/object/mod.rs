@@ -150,17 +150,6 @@ impl Object {
         self.iter_sorted()
     }
 
-    /// policy-engine patch: the sorted entries of compact storage (`None`
-    /// for map storage), for merges that index both sides.
-    #[inline]
-    pub(crate) fn frozen_entries(&self) -> Option<&[(Value, Value)]> {
-        match &self.repr {
-            Repr::Empty => Some(&[]),
-            Repr::Frozen(v) => Some(v),
-            Repr::BTree(_) => None,
-        }
-    }
-
     /// Iteration in sorted key order (by `Value::Ord`). Non-resumable.
     ///
     /// Use this for serialization, snapshots, hashing, `Debug`, the
