@@ -113,6 +113,22 @@ result(ctx, _) := {"status": "OK", "message": "user", "metadata": {"auth": "yes"
 ]}"#,
     ),
     (
+        "login",
+        r#"package policies.login
+result(_, _) := {"status": "OK", "message": "token valid", "metadata": {}, "instructions": [
+	{"type": "SET_STATE", "key": "claims", "value": {"sub": "u2", "scope": {"read": true}}},
+	{"type": "SET_STATE", "key": "user", "value": "u2"},
+]}"#,
+    ),
+    (
+        "session",
+        r#"package policies.session
+result(ctx, _) := {"status": "OK", "message": "session", "metadata": {"s": "1"}, "instructions": [
+	{"type": "SET_STATE", "key": "session", "value": {"id": count(ctx.state), "tags": ["a"]}},
+	{"type": "SET_STATE", "key": "user", "value": {"name": "u3"}},
+]}"#,
+    ),
+    (
         "stateOnly",
         r#"package policies.stateOnly
 result(ctx, _) := {"status": "OK", "metadata": {}, "instructions": [
@@ -350,6 +366,37 @@ fn later_policies_see_replaced_values_not_merged_ones() {
     assert_eq!(
         seen,
         json!({"drop": "absent", "body": {"kept": 1}, "claims": {"sub": "x"}})
+    );
+}
+
+/// Two SET_STATE instructions (a validated token's claims and user) replace
+/// an object already in the state and add new keys, whichever path the
+/// generated step takes.
+#[test]
+fn token_state_replaces_claims() {
+    let (d, _) = run(
+        vec![
+            step("login", OnFailure::Deny),
+            step("observe", OnFailure::Deny),
+        ],
+        "login",
+    );
+    let seen: Json = serde_json::from_str(d["outcomes"][1]["message"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        seen["claims"],
+        json!({"sub": "u2", "scope": {"read": true}})
+    );
+    assert_eq!(d["state"]["user"], "u2");
+    let (d, _) = run(
+        vec![
+            step("session", OnFailure::Deny),
+            step("login", OnFailure::Deny),
+        ],
+        "session",
+    );
+    assert_eq!(
+        d["state"],
+        json!({"claims": {"sub": "u2", "scope": {"read": true}}, "session": {"id": 1, "tags": ["a"]}, "user": "u2"})
     );
 }
 

@@ -167,6 +167,40 @@ fn go_decoders() {
     );
 }
 
+/// Decoding takes whole quanta through a table and the rest the general
+/// way; line breaks, padding and bad characters anywhere give Go's answer.
+#[test]
+fn base64_quanta_around_breaks_and_padding() {
+    let text = "The quick brown fox jumps over the lazy dog.";
+    for (expr, want) in [
+        // 44 bytes: 14 whole quanta and a padded one.
+        (
+            "base64.decode(\"VGhlIHF1aWNrIGJyb3duIGZveCBqdW1wcyBvdmVyIHRoZSBsYXp5IGRvZy4=\")",
+            Some(text),
+        ),
+        (
+            "base64.decode(\"VGhlIHF1aWNrIGJyb3du\\r\\nIGZveCBqdW1wcyBvdmVyIHRoZSBsYXp5IGRvZy4=\")",
+            Some(text),
+        ),
+        ("base64.decode(\"aGVs\\nbG8=\")", Some("hello")),
+        ("base64.decode(\"aGVsbG\\n8=\")", Some("hello")),
+        ("base64.decode(\"aGVsbG8=\\n\")", Some("hello")),
+        ("base64.decode(\"aGVsbG8=aGVs\")", None),
+        ("base64.decode(\"aGVs*G8=\")", None),
+        ("base64.decode(\"aGVsbG8\")", None),
+        ("base64.decode(\"aG=sbG8=\")", None),
+        ("base64.decode(\"aGVs-G8=\")", None),
+        ("base64url.decode(\"aGVs-G8=\")", Some("hel\u{fffd}o")),
+        ("base64url.decode(\"aGVsbG8_\")", Some("hello?")),
+    ] {
+        let got = eval(expr);
+        match want {
+            Some(s) => assert_eq!(got, Value::from(s), "{expr}"),
+            None => assert_eq!(got, Value::Undefined, "{expr}"),
+        }
+    }
+}
+
 #[test]
 fn count_and_schemas_follow_opa() {
     assert_eq!(eval("count(\"🙂\")"), json(json!(1)));

@@ -101,6 +101,30 @@ fast_ctx(ctx, r) := ctx if {
 	is_object(r.metadata)
 	out = _apply_union(ctx, {lower(hk): hv}, {sk: sv})
 } else := out if {
+	# A validated token: two SET_STATE (its claims, then the user). Values
+	# may be objects here, so each key must hold no object yet: union and
+	# replacement then agree.
+	r.status == "OK"
+	instrs := r.instructions
+	is_array(instrs)
+	count(instrs) == 2
+	x := instrs[0]
+	x.type == "SET_STATE"
+	y := instrs[1]
+	y.type == "SET_STATE"
+	xk := x.key
+	is_string(xk)
+	yk := y.key
+	is_string(yk)
+	xk != yk
+	is_object(r.metadata)
+	is_object(ctx)
+	state := object.get(ctx, "state", {})
+	is_object(state)
+	not is_object(object.get(state, xk, null))
+	not is_object(object.get(state, yk, null))
+	out = _apply_union(ctx, {}, {xk: x.value, yk: y.value})
+} else := out if {
 	r.status == "OK"
 	instrs := r.instructions
 	is_array(instrs)

@@ -80,19 +80,19 @@ result(ctx, md) := r if {
 	audience := object.get(md, "audience", "-")
 	is_string(audience)
 	audience != ""
-	algorithms := _algorithms(md)
+	algorithms := object.get(md, "algorithms", ["RS256", "ES256"])
 	is_array(algorithms)
 	count(algorithms) > 0
 	every alg in algorithms {
 		alg in _supported_algorithms
 	}
-	leeway := _leeway(md)
+	leeway := object.get(md, "leeway_seconds", 60)
 	is_number(leeway)
 	leeway >= 0
-	name := _header_name(md)
+	name := object.get(md, "header_name", "Authorization")
 	is_string(name)
 	name != ""
-	not _bad_key_material(md)
+	_key_material_ok(md)
 	headers := ctx.request.headers
 	is_object(headers)
 	not _data_error
@@ -110,8 +110,23 @@ _decide(ctx, md) := _error(msg) if {
 } else := _authenticate(md, ctx.request.headers, _header_name(md))
 
 # The result for valid metadata, context and data, from the header on. The
-# first branch is the usual case: the header under its lower-case name.
-_authenticate(md, headers, name) := _check_token(md, tok) if {
+# first branch is the usual case: a well-formed bearer token under the
+# header's lower-case name, an allowed alg and a signature that verifies; it
+# computes what the second branch (the same header) does through _token,
+# _check_token and _check_alg's first branch, with fewer calls. (Its token
+# matches _jwt_shape, so it is the single word _token requires.)
+_authenticate(md, headers, name) := _check_claims(md, payload, time.now_ns() / 1000000000) if {
+	v := headers[lower(name)]
+	is_string(v)
+	count(v) > 7
+	lower(substring(v, 0, 7)) == "bearer "
+	tok := trim_space(substring(v, 7, -1))
+	[header, payload] := _jwt_parts(tok)
+	alg := header.alg
+	lower(alg) != "none"
+	alg in object.get(md, "algorithms", ["RS256", "ES256"])
+	_verified(alg, tok, _keys_for(alg, md))
+} else := _check_token(md, tok) if {
 	v := headers[lower(name)]
 	is_string(v)
 	tok := _token(trim_space(v), name)
@@ -154,7 +169,7 @@ _check_alg(md, tok, alg, payload) := _check_claims(md, payload, time.now_ns() / 
 # no nbf or a numeric one already reached, and issuer and audience (when
 # configured) equal to the iss and aud claims.
 _check_claims(md, payload, now) := _valid(payload) if {
-	leeway := _leeway(md)
+	leeway := object.get(md, "leeway_seconds", 60)
 	exp := payload.exp
 	is_number(exp)
 	now < exp + leeway
@@ -229,35 +244,34 @@ _single_word(t) if {
 # header and payload of such a token, without decoding it a second time.)
 #
 # Canonical: unpadded, with zero trailing bits (the only form a JWT signer
-# produces), so that decoding behaves identically everywhere. By the
-# segment's length mod 4, tails gives the pattern its last character must
-# match: 4n + 2 ends in [AQgw], 4n + 3 in [AEIMQUYcgkosw048], 4n + 1 is never
-# valid (no pattern, so the body fails).
+# produces), so that decoding behaves identically everywhere. A segment is
+# groups of four characters, then possibly a tail of two whose last
+# character is in [AQgw], or of three whose last is in
+# [AEIMQUYcgkosw048] (a tail of one is never valid). One regular expression
+# checks the three segments (_jwt_shape).
 _jwt_parts(tok) := [header, payload] if {
-	regex.match(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$`, tok)
+	regex.match(_jwt_shape, tok)
 	parts := split(tok, ".")
-	tails := {0: "", 2: "[AQgw]$", 3: "[AEIMQUYcgkosw048]$"}
-	regex.match(tails[count(parts[0]) % 4], parts[0])
-	regex.match(tails[count(parts[1]) % 4], parts[1])
-	regex.match(tails[count(parts[2]) % 4], parts[2])
-	header := _json_object(parts[0])
+	h := base64url.decode(parts[0])
+	json.is_valid(h)
+	header := json.unmarshal(h)
+	is_object(header)
 	is_string(header.alg)
 	not _nested_jwt(header)
-	payload := _json_object(parts[1])
+	p := base64url.decode(parts[1])
+	json.is_valid(p)
+	payload := json.unmarshal(p)
+	is_object(payload)
 }
+
+# Three segments: two non-empty ones, then the signature (possibly empty).
+_jwt_shape := `^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{4}|[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])\.(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{4}|[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])\.(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$`
 
 # Nested JWTs (cty: JWT) are not supported.
 _nested_jwt(header) if {
 	cty = object.get(header, "cty", "")
 	is_string(cty)
 	upper(cty) == "JWT"
-}
-
-_json_object(seg) := o if {
-	s = base64url.decode(seg)
-	json.is_valid(s)
-	o = json.unmarshal(s)
-	is_object(o)
 }
 
 # --- signature --------------------------------------------------------------------
@@ -293,6 +307,12 @@ _keys_for(alg, md) := _keys_in(alg, _key_source(md))
 
 _keys_in(alg, src) := _string_key(object.get(src, "secret", null)) if {
 	startswith(alg, "HS")
+} else := [pem] if {
+	# One PEM key, no JWKS (as _string_key and _jwks_keys would find).
+	object.get(src, "jwks", null) == null
+	pem := object.get(src, "public_key_pem", null)
+	is_string(pem)
+	pem != ""
 } else := array.concat(_jwks_keys(object.get(src, "jwks", null)), _string_key(object.get(src, "public_key_pem", null)))
 
 # j: the jwks of the key source, if any.
@@ -379,6 +399,14 @@ _md_error(md) := "invalid metadata: must be an object" if {
 	not _pem(p)
 } else := "invalid metadata: secret must be a non-empty string" if {
 	not _optional_nonempty_string(object.get(md, "secret", null))
+}
+
+# No key material in md that _md_error reports; the first branch is the
+# usual case, metadata without key material.
+_key_material_ok(md) if {
+	count(object.filter(md, ["jwks", "public_key_pem", "secret"])) == 0
+} else if {
+	not _bad_key_material(md)
 }
 
 # Key material in md that _md_error reports (its last three checks).
@@ -468,7 +496,8 @@ _valid(claims) := {
 	"metadata": {"auth_method": "jwt"},
 } if {
 	sub := object.get(claims, "sub", null)
-	_nonempty_string(sub)
+	is_string(sub)
+	sub != ""
 } else := {
 	"status": "OK",
 	"message": "token valid",

@@ -282,6 +282,36 @@ test_malformed_non_canonical_base64 if {
 	run(bearer("eyJhbGciOiJSUzI1NiJ9.e31.c2ln"), md_jwks) == denied("malformed token")
 }
 
+# _jwt_shape: three dot-separated canonical base64url segments, the first two
+# non-empty (a tail of two ends in [AQgw], of three in [AEIMQUYcgkosw048],
+# a tail of one never).
+test_jwt_shape if {
+	h := "eyJhbGciOiJSUzI1NiJ9"
+	every tok in [
+		concat(".", [h, "e30", "c2ln"]),
+		concat(".", [h, "e30", ""]),
+		concat(".", [h, "e30", "cQ"]),
+		concat(".", [h, "e30", "c2lu-_Aw"]),
+		concat(".", ["e30", h, "YWJjZA"]),
+	] {
+		regex.match(jwtValidation._jwt_shape, tok)
+	}
+	every tok in [
+		concat(".", ["", "e30", "c2ln"]),
+		concat(".", [h, "", "c2ln"]),
+		concat(".", [h, "e31", "c2ln"]),
+		concat(".", [h, "e30", "c2"]),
+		concat(".", [h, "e30", "c2lnc"]),
+		concat(".", [h, "e30=", "c2ln"]),
+		concat(".", [h, "e30", "c2ln", "c2ln"]),
+		concat(".", [h, "e30"]),
+		concat(".", [h, "e3+0", "c2ln"]),
+		concat("", [" ", h, ".e30.c2ln"]),
+	] {
+		not regex.match(jwtValidation._jwt_shape, tok)
+	}
+}
+
 test_alg_none_rejected if {
 	run(bearer(tok_alg_none), md_jwks) == denied("unsigned token rejected")
 }

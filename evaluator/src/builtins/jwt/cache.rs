@@ -13,13 +13,13 @@
 //! Each key set parsed for the cache gets an id that is never reused, and
 //! signature checks are cached under that id, so a key set that is evicted
 //! and parsed again simply starts with no cached checks. Check entries are
-//! keyed by a SHA-256 digest of their inputs (length-prefixed).
+//! keyed by their inputs themselves (length-prefixed), compared byte for
+//! byte: a hit can only be the very same check.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use moka::sync::Cache;
-use sha2::{Digest, Sha256};
 
 use super::{KeyMaterial, VerificationKey, keys_from_cert_or_jwk};
 
@@ -29,8 +29,15 @@ const MAX_CACHED_KEY_TEXT: usize = 256 * 1024;
 /// Total weight (about the bytes held) of the cached key sets.
 const KEY_SET_CAPACITY: u64 = 8 * 1024 * 1024;
 
-/// Cached signature check outcomes (about 100 bytes each).
-const CHECK_CAPACITY: u64 = 16 * 1024;
+/// Total weight (about the bytes held) of the cached signature checks.
+const CHECK_CAPACITY: u64 = 4 * 1024 * 1024;
+
+/// Checks whose inputs are longer than this are made at each call and not
+/// cached.
+const MAX_CACHED_CHECK: usize = 64 * 1024;
+
+/// What a cached check holds besides its key.
+const CHECK_OVERHEAD: usize = 64;
 
 /// The keys of one key text (a PEM block, a JWK or a JWK Set), or why it
 /// does not parse.
@@ -73,8 +80,17 @@ static KEY_SETS: LazyLock<Cache<String, Arc<KeySet>>> = LazyLock::new(|| {
         .build()
 });
 
-static CHECKS: LazyLock<Cache<[u8; 32], bool>> =
-    LazyLock::new(|| Cache::builder().max_capacity(CHECK_CAPACITY).build());
+/// A signature check's inputs, length-prefixed.
+type CheckKey = Box<[u8]>;
+
+static CHECKS: LazyLock<Cache<CheckKey, bool>> = LazyLock::new(|| {
+    Cache::builder()
+        .max_capacity(CHECK_CAPACITY)
+        .weigher(|key: &CheckKey, _: &bool| {
+            u32::try_from(key.len().saturating_add(CHECK_OVERHEAD)).unwrap_or(u32::MAX)
+        })
+        .build()
+});
 
 /// [`keys_from_cert_or_jwk`] of `text`, from the cache when it was parsed
 /// before.
@@ -104,19 +120,22 @@ pub(super) fn checked<E>(
     if set.id == 0 {
         return check();
     }
-    let mut digest = Sha256::new();
+    let len = builtin.len() + parts.iter().map(|p| p.len() + 8).sum::<usize>() + 24;
+    if len > MAX_CACHED_CHECK {
+        return check();
+    }
+    let mut key = Vec::with_capacity(len);
     for part in [builtin.as_bytes(), &set.id.to_be_bytes()]
         .into_iter()
         .chain(parts.iter().copied())
     {
-        digest.update((part.len() as u64).to_be_bytes());
-        digest.update(part);
+        key.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        key.extend_from_slice(part);
     }
-    let key: [u8; 32] = digest.finalize().into();
-    if let Some(valid) = CHECKS.get(&key) {
+    if let Some(valid) = CHECKS.get(key.as_slice()) {
         return Ok(valid);
     }
     let valid = check()?;
-    CHECKS.insert(key, valid);
+    CHECKS.insert(key.into_boxed_slice(), valid);
     Ok(valid)
 }

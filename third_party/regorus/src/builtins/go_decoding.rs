@@ -8,29 +8,65 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+/// The value of each base64 digit, `NOT_DIGIT` for any other byte.
+const fn digit_table(url: bool) -> [u8; 256] {
+    let mut t = [NOT_DIGIT; 256];
+    let mut i = 0u8;
+    while i < 26 {
+        t[(b'A' + i) as usize] = i;
+        t[(b'a' + i) as usize] = i + 26;
+        i += 1;
+    }
+    let mut d = 0u8;
+    while d < 10 {
+        t[(b'0' + d) as usize] = d + 52;
+        d += 1;
+    }
+    if url {
+        t[b'-' as usize] = 62;
+        t[b'_' as usize] = 63;
+    } else {
+        t[b'+' as usize] = 62;
+        t[b'/' as usize] = 63;
+    }
+    t
+}
+
+const NOT_DIGIT: u8 = 0xff;
+static STD_DIGITS: [u8; 256] = digit_table(false);
+static URL_DIGITS: [u8; 256] = digit_table(true);
+
 /// Go's `base64.StdEncoding` (or `URLEncoding`) `DecodeString`: padding is
 /// required and ends the input, `\r` and `\n` are ignored anywhere, and the
 /// unused bits of the last character are not checked. `None` on corrupt
 /// input.
 pub(crate) fn base64_decode(input: &[u8], url: bool) -> Option<Vec<u8>> {
-    let digit = |c: u8| -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' if !url => 62,
-            b'/' if !url => 63,
-            b'-' if url => 62,
-            b'_' if url => 63,
-            _ => return None,
-        }))
-    };
-    let src: Vec<u8> = input
+    let table = if url { &URL_DIGITS } else { &STD_DIGITS };
+    let mut out = Vec::with_capacity(input.len() / 4 * 3 + 3);
+    // policy-engine patch: the leading quanta of four digits (all of the
+    // usual input but its last quantum) through a table; the rest, from the
+    // first quantum holding anything else, the general way below.
+    let mut done = 0;
+    for q in input.chunks_exact(4) {
+        let [a, b, c, d] = [q[0], q[1], q[2], q[3]].map(|x| table[usize::from(x)]);
+        if (a | b | c | d) & 0xc0 != 0 {
+            break;
+        }
+        let value = u32::from(a) << 18 | u32::from(b) << 12 | u32::from(c) << 6 | u32::from(d);
+        out.extend_from_slice(&[(value >> 16) as u8, (value >> 8) as u8, value as u8]);
+        done += 4;
+    }
+    let src: Vec<u8> = input[done..]
         .iter()
         .copied()
         .filter(|c| *c != b'\n' && *c != b'\r')
         .collect();
-    let mut out = Vec::with_capacity(src.len() / 4 * 3);
+    let digit = |c: u8| -> Option<u32> {
+        match table[usize::from(c)] {
+            NOT_DIGIT => None,
+            d => Some(u32::from(d)),
+        }
+    };
     let mut si = 0;
     while si < src.len() {
         let mut quantum = [0u32; 4];

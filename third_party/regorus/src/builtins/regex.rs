@@ -10,6 +10,7 @@ use crate::lexer::Span;
 use crate::value::Value;
 use crate::*;
 
+use alloc::sync::Arc;
 use anyhow::{bail, Result};
 use regex::{Regex, RegexBuilder};
 
@@ -39,7 +40,10 @@ fn compile_regex(pattern: &str) -> core::result::Result<Regex, regex::Error> {
 
 /// Compile a regex pattern, using the cache when the `cache` feature
 /// is enabled and falling back to direct compilation otherwise.
-fn get_or_compile_regex(pattern: &str) -> core::result::Result<Regex, regex::Error> {
+// policy-engine patch: the cache hands out one shared `Regex` (an `Arc`)
+// instead of a clone per call. A clone of a `Regex` starts with an empty
+// matching cache, so each call rebuilt its lazy DFA states from scratch.
+fn get_or_compile_regex(pattern: &str) -> core::result::Result<Arc<Regex>, regex::Error> {
     #[cfg(feature = "cache")]
     {
         {
@@ -48,7 +52,7 @@ fn get_or_compile_regex(pattern: &str) -> core::result::Result<Regex, regex::Err
                 return Ok(re.clone());
             }
         }
-        let re = compile_regex(pattern)?;
+        let re = Arc::new(compile_regex(pattern)?);
         {
             let mut cache = crate::cache::REGEX_CACHE.lock();
             cache.put(alloc::string::String::from(pattern), re.clone());
@@ -57,7 +61,7 @@ fn get_or_compile_regex(pattern: &str) -> core::result::Result<Regex, regex::Err
     }
     #[cfg(not(feature = "cache"))]
     {
-        compile_regex(pattern)
+        compile_regex(pattern).map(Arc::new)
     }
 }
 
@@ -67,7 +71,7 @@ fn get_or_compile_regex(pattern: &str) -> core::result::Result<Regex, regex::Err
 ///   that it propagates as a hard error even in non-strict mode.
 /// - Syntax errors produce a span-attached "invalid regex" error that the
 ///   evaluator may swallow to `Undefined` in non-strict mode (OPA-compatible).
-fn compile_regex_for_builtin(span: &Span, pattern: &str) -> Result<Regex> {
+fn compile_regex_for_builtin(span: &Span, pattern: &str) -> Result<Arc<Regex>> {
     get_or_compile_regex(pattern).map_err(|e| match e {
         regex::Error::CompiledTooBig(_) => {
             anyhow::Error::new(crate::utils::limits::LimitError::RegexSizeLimitExceeded {

@@ -509,14 +509,24 @@ impl Value {
         Self::parse_json_str(json, true)
     }
 
+    /// policy-engine patch: documents shorter than this are parsed without
+    /// interning their keys.
+    #[cfg(feature = "std")]
+    const INTERN_MIN_JSON_LEN: usize = 1024;
+
     fn parse_json_str(
         json: &str,
         keep_malformed_retryable: bool,
     ) -> core::result::Result<Value, ResumeJsonError> {
         // Intern object keys for the duration of the parse: a homogeneous array
         // of N objects sharing K keys allocates K key strings instead of N * K.
+        //
+        // policy-engine patch: only for documents large enough to repeat
+        // keys; on a small one (a token's claims, a request body) the table
+        // costs more than it saves.
         #[cfg(feature = "std")]
-        let _guard = interning::InternGuard::install();
+        let _guard =
+            (json.len() >= Self::INTERN_MIN_JSON_LEN).then(interning::InternGuard::install);
         #[cfg(all(feature = "allocator-memory-limits", not(miri)))]
         let limit_error_capture =
             keep_malformed_retryable.then(ResumeDeserializationLimitErrorCapture::new);
