@@ -44,8 +44,13 @@ result(ctx, md) := _set_headers(default_headers) if {
 	headers := object.get(md, "headers", default_headers)
 	is_object(headers)
 	every k, v in headers {
-		_header_name(k)
-		_header_value(v)
+		# _header_name(k) and _header_value(v), written out to save two
+		# calls per header.
+		is_string(k)
+		regex.match(`^[!#$%&'*+.^_|~0-9A-Za-z-]+$`, k)
+		is_string(v)
+		not contains(v, "\n")
+		not contains(v, "\r")
 	}
 	is_object(ctx)
 } else := r if {

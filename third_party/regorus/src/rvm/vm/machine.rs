@@ -62,6 +62,14 @@ pub struct RegoVM {
     /// Rule execution cache: rule_index -> (computed: bool, result: Value)
     pub(super) rule_cache: Vec<(bool, Value)>,
 
+    /// policy-engine patch: for each rule, whether its value depends only
+    /// on the data (`constants::constant_rules`).
+    pub(super) constant_rules: Vec<bool>,
+
+    /// policy-engine patch: the values of those rules computed so far, kept
+    /// from one query to the next until the program or the data change.
+    pub(super) constant_values: Vec<(usize, Value)>,
+
     /// Global data object
     pub(super) data: Value,
 
@@ -278,6 +286,8 @@ impl RegoVM {
             program: Arc::new(Program::default()),
             compiled_policy: None,
             rule_cache: Vec::new(),
+            constant_rules: Vec::new(),
+            constant_values: Vec::new(),
             data: Value::Null,
             input: Value::Null,
             context: Value::Undefined,
@@ -364,6 +374,8 @@ impl RegoVM {
 
         // Initialize rule cache
         self.rule_cache = vec![(false, Value::Undefined); program.rule_infos.len()];
+        self.constant_rules = super::constants::constant_rules(&program);
+        self.constant_values.clear();
 
         // Set PC to main entry point
         self.pc = usize::try_from(program.main_entry_point).unwrap_or(0);
@@ -413,6 +425,7 @@ impl RegoVM {
         self.program.check_rule_data_conflicts(&data)?;
 
         self.data = data;
+        self.constant_values.clear();
         Ok(())
     }
 

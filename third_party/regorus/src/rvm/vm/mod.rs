@@ -10,6 +10,7 @@
 
 mod arithmetic;
 mod comprehension;
+mod constants;
 mod context;
 mod dispatch;
 mod errors;

@@ -389,6 +389,11 @@ impl RegoVM {
                         available,
                     })?;
             *entry = (true, final_value.clone());
+            // policy-engine patch: kept for the next queries when the value
+            // depends only on the data.
+            if self.constant_rules.get(rule_idx).copied().unwrap_or(false) {
+                self.constant_values.push((rule_idx, final_value));
+            }
         }
         Ok(())
     }

@@ -126,6 +126,14 @@ impl RegoVM {
         // omissions in future edits to this function.
         #[cfg(debug_assertions)]
         self.debug_assert_state_is_clean();
+
+        // policy-engine patch: the rules that depend only on the data keep
+        // the values an earlier query computed.
+        for (index, value) in &self.constant_values {
+            if let Some(entry) = self.rule_cache.get_mut(*index) {
+                *entry = (true, value.clone());
+            }
+        }
     }
 
     /// Debug-only postcondition for `reset_execution_state`.
