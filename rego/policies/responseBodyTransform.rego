@@ -105,11 +105,14 @@ _selects(f, p) if {
 	}
 }
 
-# remove_paths(body, paths): body without the given key paths. The body is
-# wrapped so that top-level arrays work too, and path segments are passed to
-# json.remove as strings (array indexes included), the form both OPA and
-# regorus resolve against arrays.
-remove_paths(body, paths) := json.remove({"body": body}, [array.concat(["body"], [_segment(x) | some x in p]) | some p in paths]).body
+# remove_paths(body, paths): body without the given key paths (each ends
+# with an object key). One json.patch "remove" per path, deepest first: a
+# set of paths lists a path before the paths under it (in OPA's order and in
+# sorted order alike), so the reversed list removes what lies under a path
+# before the path itself and every path still exists when it is removed.
+# (Array paths are taken segment by segment, array indexes as numbers, in
+# OPA and regorus alike.)
+remove_paths(body, paths) := json.patch(body, array.reverse([{"op": "remove", "path": p} | some p in paths]))
 
 _segment(x) := x if {
 	is_string(x)

@@ -100,6 +100,13 @@ test_several_fields_and_subtree if {
 	run(body, {"remove_fields": ["password", "a.b", "token"]}) == set_body({"a": {}, "keep": true}, "4")
 }
 
+# A removed key under a removed key, inside arrays, next to a key that reads
+# as a JSON pointer escape: the deeper one goes first, nothing is lost.
+test_nested_same_name_inside_arrays if {
+	body := {"items": [{"internal_id": {"internal_id": 1, "x": 2}}, {"internal_id": 3, "k~1": {"internal_id": 4}}]}
+	run(body, {"remove_fields": ["internal_id"]}) == set_body({"items": [{}, {"k~1": {}}]}, "4")
+}
+
 test_key_with_slash if {
 	body := {"a/b": 1, "c": {"a/b": 2, "d": 3}}
 	run(body, {"remove_fields": ["a/b"]}) == set_body({"c": {"d": 3}}, "2")
