@@ -101,6 +101,28 @@ fast_ctx(ctx, r) := ctx if {
 	is_object(r.metadata)
 	out = _apply_union(ctx, {lower(hk): hv}, {sk: sv})
 } else := out if {
+	r.status == "OK"
+	instrs := r.instructions
+	is_array(instrs)
+	count(instrs) == 2
+	x := instrs[0]
+	x.type == "SET_HEADER"
+	xk := x.key
+	is_string(xk)
+	y := instrs[1]
+	y.type == "SET_HEADER"
+	yk := y.key
+	is_string(yk)
+	lx := lower(xk)
+	ly := lower(yk)
+	lx != ly
+	xv := x.value
+	yv := y.value
+	not is_object(xv)
+	not is_object(yv)
+	is_object(r.metadata)
+	out = _apply_union(ctx, {lx: xv, ly: yv}, {})
+} else := out if {
 	# A validated token: two SET_STATE (its claims, then the user). Values
 	# may be objects here, so each key must hold no object yet: union and
 	# replacement then agree.
@@ -124,28 +146,6 @@ fast_ctx(ctx, r) := ctx if {
 	not is_object(object.get(state, xk, null))
 	not is_object(object.get(state, yk, null))
 	out = _apply_union(ctx, {}, {xk: x.value, yk: y.value})
-} else := out if {
-	r.status == "OK"
-	instrs := r.instructions
-	is_array(instrs)
-	count(instrs) == 2
-	x := instrs[0]
-	x.type == "SET_HEADER"
-	xk := x.key
-	is_string(xk)
-	y := instrs[1]
-	y.type == "SET_HEADER"
-	yk := y.key
-	is_string(yk)
-	lx := lower(xk)
-	ly := lower(yk)
-	lx != ly
-	xv := x.value
-	yv := y.value
-	not is_object(xv)
-	not is_object(yv)
-	is_object(r.metadata)
-	out = _apply_union(ctx, {lx: xv, ly: yv}, {})
 } else := out if {
 	r.status == "OK"
 	instrs := r.instructions

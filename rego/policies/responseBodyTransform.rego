@@ -25,9 +25,10 @@ package policies.responseBodyTransform
 import rego.v1
 
 # The usual case first: metadata with plain field names only and a context
-# with a response, where _decide's checks all pass and it comes to the same
-# _transform (without sorting the metadata's keys or splitting the names).
-result(ctx, md) := _transform(object.get(response, "body", ""), fields) if {
+# with a response, where _decide's checks all pass and it comes to what
+# _transform gives (without sorting the metadata's keys or splitting the
+# names).
+result(ctx, md) := _named(object.get(response, "body", ""), fields) if {
 	is_object(md)
 	count(object.remove(md, {"remove_fields"})) == 0
 	fields := object.get(md, "remove_fields", [])
@@ -55,6 +56,13 @@ _decide(ctx, md) := _error(msg) if {
 _transform(body, fields) := _unchanged("response body is not JSON") if {
 	not _is_json(body)
 } else := _without(body, removed_paths(body, fields))
+
+# _transform(body, fields) for fields that are all plain names: the walk
+# paths that end with one of them (what removed_paths selects; the root's
+# path, [], has no last element).
+_named(body, fields) := _without(body, {p | walk(body, [p, _]); p[count(p) - 1] in fields}) if {
+	_is_json(body)
+} else := _unchanged("response body is not JSON")
 
 _without(body, paths) := _unchanged("no fields to remove") if {
 	count(paths) == 0
