@@ -235,3 +235,27 @@ pub(crate) fn arg_f64(
         }),
     }
 }
+
+/// `bytes` in lower-case hexadecimal (Go's `hex.EncodeToString`), through a
+/// table: `hex::encode` goes character by character through an iterator,
+/// which cost more than the SHA-256 of a short key it follows.
+pub(crate) fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0f)]);
+    }
+    // Only ASCII digits and letters were written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod hex_tests {
+    #[test]
+    fn hex_lower_is_hex_encode() {
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(super::hex_lower(&all), hex::encode(&all));
+        assert_eq!(super::hex_lower(&[]), "");
+    }
+}

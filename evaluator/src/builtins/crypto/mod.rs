@@ -124,7 +124,9 @@ fn invalid(name: &'static str, reason: String) -> BuiltinError {
 
 fn digest<D: Digest>(name: &'static str, args: &[Value]) -> Result<Value, BuiltinError> {
     let s = arg_str(name, args, 0)?;
-    Ok(Value::from(hex::encode(D::digest(s.as_bytes()))))
+    Ok(Value::from(crate::builtins::hex_lower(&D::digest(
+        s.as_bytes(),
+    ))))
 }
 
 /// `crypto.hmac.*(message, key)`.
@@ -138,7 +140,9 @@ fn hmac<M: Mac + hmac::digest::KeyInit>(
     let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key.as_bytes())
         .map_err(|_| invalid(name, "invalid key length".into()))?;
     mac.update(message.as_bytes());
-    Ok(Value::from(hex::encode(mac.finalize().into_bytes())))
+    Ok(Value::from(crate::builtins::hex_lower(
+        &mac.finalize().into_bytes(),
+    )))
 }
 
 /// Go's `hmac.Equal`: false for different lengths, else a comparison whose

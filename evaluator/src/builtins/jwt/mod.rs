@@ -320,7 +320,7 @@ fn decode(jwt: &[u8]) -> Result<Value, String> {
     Ok(Value::from(vec![
         Value::from(header),
         Value::from(payload),
-        Value::from(hex::encode(signature)),
+        Value::from(crate::builtins::hex_lower(&signature)),
     ]))
 }
 
