@@ -18,6 +18,7 @@ contexts := [
 	{"phase": "response", "request": {"headers": {"x-a": "1"}, "body": ""}, "response": {"headers": {"x-b": "2"}}, "state": {}},
 	{"phase": "request", "request": {"body": "b"}},
 	"not an object",
+	{"phase": "request", "request": {"headers": {}, "body": ""}, "state": {"claims": {"roles": ["admin"], "iss": "old"}, "user": {"name": "x"}}},
 ]
 
 results := [
@@ -81,6 +82,14 @@ results := [
 		{"type": "SET_HEADER", "key": "X-A", "value": "1"},
 		{"type": "SET_STATE", "key": "k", "value": {"nested": true}},
 	], "metadata": {}},
+	{"status": "OK", "message": "token valid", "instructions": [
+		{"type": "SET_STATE", "key": "claims", "value": {"sub": "a", "roles": ["r"]}},
+		{"type": "SET_STATE", "key": "user", "value": "a"},
+	], "metadata": {"auth_method": "jwt"}},
+	{"status": "OK", "message": "m", "instructions": [
+		{"type": "SET_STATE", "key": "user", "value": {"o": 1}},
+		{"type": "SET_STATE", "key": "k", "value": 2},
+	], "metadata": {}},
 ]
 
 agrees(acc, r) if {
@@ -118,6 +127,17 @@ test_fast_ctx_covers_the_usual_results if {
 	response := chain.fast_ctx(contexts[3], results[24])
 	response.response.headers == {"x-a": "2", "x-b": "2", "x-frame-options": "DENY"}
 	response.request == contexts[3].request
+	token := chain.fast_ctx(ctx, results[27])
+	token.state == {"claims": {"sub": "a", "roles": ["r"]}, "user": "a"}
+	token.request == ctx.request
+	chain.fast_ctx(contexts[3], results[28]).state == {"s": 1, "user": {"o": 1}, "k": 2}
+}
+
+# Two state values where the state already holds objects under their keys:
+# they replace those objects (the general branch), never merge into them.
+test_fast_ctx_replaces_state_objects if {
+	chain.fast_ctx(contexts[10], results[27]).state == {"claims": {"sub": "a", "roles": ["r"]}, "user": "a"}
+	chain.fast_ctx(contexts[10], results[28]).state == {"claims": {"roles": ["admin"], "iss": "old"}, "user": {"o": 1}, "k": 2}
 }
 
 test_fast_ctx_leaves_the_unusual_to_the_reference if {
