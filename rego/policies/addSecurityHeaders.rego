@@ -47,7 +47,7 @@ result(ctx, md) := _set_headers(default_headers) if {
 		# _header_name(k) and _header_value(v), written out to save two
 		# calls per header.
 		is_string(k)
-		regex.match(`^[!#$%&'*+.^_|~0-9A-Za-z-]+$`, k)
+		regex.match(_name_pattern, k)
 		is_string(v)
 		not contains(v, "\n")
 		not contains(v, "\r")
@@ -102,8 +102,11 @@ _all_values(headers) if {
 
 _header_name(k) if {
 	is_string(k)
-	regex.match(`^[!#$%&'*+.^_|~0-9A-Za-z-]+$`, k)
+	regex.match(_name_pattern, k)
 }
+
+# A header name: one or more token characters (RFC 9110).
+_name_pattern := `^[!#$%&'*+.^_|~0-9A-Za-z-]+$`
 
 _header_value(v) if {
 	is_string(v)

@@ -320,7 +320,7 @@ _has_key_material(md) if {
 # in every query (_data_public_keys).
 _keys_for(alg, md) := _data_public_keys if {
 	not startswith(alg, "HS")
-	count(object.filter(md, ["jwks", "public_key_pem", "secret"])) == 0
+	count(object.filter(md, _key_fields)) == 0
 } else := _keys_in(alg, _key_source(md))
 
 # _keys_in for RS*/PS*/ES* tokens (any such alg) and the policy data.
@@ -328,12 +328,6 @@ _data_public_keys := _keys_in("RS256", _data_cfg)
 
 _keys_in(alg, src) := _string_key(object.get(src, "secret", null)) if {
 	startswith(alg, "HS")
-} else := [pem] if {
-	# One PEM key, no JWKS (as _string_key and _jwks_keys would find).
-	object.get(src, "jwks", null) == null
-	pem := object.get(src, "public_key_pem", null)
-	is_string(pem)
-	pem != ""
 } else := array.concat(_jwks_keys(object.get(src, "jwks", null)), _string_key(object.get(src, "public_key_pem", null)))
 
 # j: the jwks of the key source, if any.
@@ -378,6 +372,9 @@ _supported_algorithms := {
 	"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
 	"ES256", "ES384", "ES512", "HS256", "HS384", "HS512",
 }
+
+# The metadata fields that hold key material.
+_key_fields := ["jwks", "public_key_pem", "secret"]
 
 _known_fields := {
 	"issuer", "audience", "algorithms", "leeway_seconds",
@@ -425,7 +422,7 @@ _md_error(md) := "invalid metadata: must be an object" if {
 # No key material in md that _md_error reports; the first branch is the
 # usual case, metadata without key material.
 _key_material_ok(md) if {
-	count(object.filter(md, ["jwks", "public_key_pem", "secret"])) == 0
+	count(object.filter(md, _key_fields)) == 0
 } else if {
 	not _bad_key_material(md)
 }
@@ -517,8 +514,7 @@ _valid(claims) := {
 	"metadata": {"auth_method": "jwt"},
 } if {
 	sub := object.get(claims, "sub", null)
-	is_string(sub)
-	sub != ""
+	_nonempty_string(sub)
 } else := {
 	"status": "OK",
 	"message": "token valid",
