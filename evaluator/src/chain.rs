@@ -49,8 +49,15 @@ impl OnFailure {
 /// What a step evaluates.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepKind {
-    /// Calls `data.policies.<policy>.result(ctx, metadata)`.
-    Policy { metadata: serde_json::Value },
+    /// Calls `data.policies.<policy>.result(ctx, metadata)`, or, for a
+    /// policy that declares `custom.prepare`, `run(ctx, k)` with `k` a rule
+    /// of its own holding `prepare(metadata)`: it depends on the metadata
+    /// and the data alone, so the VM computes it once per program and data
+    /// (`result(ctx, md) == run(ctx, prepare(md))`).
+    Policy {
+        metadata: serde_json::Value,
+        prepare: bool,
+    },
     /// A fixed result decided when the chain was compiled: an unknown policy
     /// or metadata that fails the policy's schema.
     Fixed { result: serde_json::Value },
@@ -81,9 +88,10 @@ impl ChainSpec {
             s.policy.hash(&mut h);
             s.on_failure.hash(&mut h);
             match &s.kind {
-                StepKind::Policy { metadata } => {
+                StepKind::Policy { metadata, prepare } => {
                     0u8.hash(&mut h);
                     metadata.to_string().hash(&mut h);
+                    prepare.hash(&mut h);
                 }
                 StepKind::Fixed { result } => {
                     1u8.hash(&mut h);
@@ -164,7 +172,10 @@ fn generate_paths(package: &str, chain: &ChainSpec, shortcuts: bool) -> String {
         let on_failure = rego_string(step.on_failure.as_str());
         let _ = writeln!(out, "# step {i}: {}", step.policy.replace('\n', " "));
         match &step.kind {
-            StepKind::Policy { metadata } => {
+            StepKind::Policy {
+                metadata,
+                prepare: false,
+            } => {
                 let _ = writeln!(
                     out,
                     // `=` rather than `:=`: unpatched regorus 0.14.1 VMs make the
@@ -174,6 +185,16 @@ fn generate_paths(package: &str, chain: &ChainSpec, shortcuts: bool) -> String {
                     // where a rule of its own would be one more call.
                     "p{i}(ctx) := r if {{\n\tr = data.policies.{}.result(ctx, {metadata})\n}} else := chain.undefined_result({name})\n",
                     policy_ref(&step.policy)
+                );
+            }
+            StepKind::Policy {
+                metadata,
+                prepare: true,
+            } => {
+                let policy = policy_ref(&step.policy);
+                let _ = writeln!(
+                    out,
+                    "k{i} := data.policies.{policy}.prepare({metadata})\n\np{i}(ctx) := r if {{\n\tr = data.policies.{policy}.run(ctx, k{i})\n}} else := chain.undefined_result({name})\n",
                 );
             }
             StepKind::Fixed { result } => {
@@ -324,6 +345,7 @@ mod tests {
                     on_failure: OnFailure::Deny,
                     kind: StepKind::Policy {
                         metadata: json!({"header_name": "X-API-Key", "required": true}),
+                        prepare: false,
                     },
                 },
                 Step {

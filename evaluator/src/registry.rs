@@ -181,7 +181,10 @@ impl PolicyRegistry {
             Ok(()) => Step {
                 policy: name.to_string(),
                 on_failure,
-                kind: StepKind::Policy { metadata },
+                kind: StepKind::Policy {
+                    metadata,
+                    prepare: p.info.prepare,
+                },
             },
             Err(message) => fixed("POLICY_ERROR", message, on_failure),
         }
@@ -209,6 +212,7 @@ mod tests {
                     "rps": {"type": "number", "exclusiveMinimum": 0}
                 }
             }),
+            prepare: false,
         };
         r.register(info, "policies/demo.rego".into(), String::new())
             .unwrap();

@@ -15,6 +15,17 @@ use serde_json::{Value as Json, json};
 
 const POLICIES: &[(&str, &str)] = &[
     (
+        // Declares custom.prepare (see `set`): chains call run(ctx, k) with
+        // k a rule holding prepare(md).
+        "prepared",
+        r#"package policies.prepared
+result(ctx, md) := run(ctx, prepare(md))
+prepare(md) := {"tag": concat("-", ["prepared", md.value])}
+run(ctx, p) := {"status": "OK", "message": p.tag, "metadata": {}, "instructions": [
+	{"type": "SET_STATE", "key": p.tag, "value": ctx.request.method},
+]}"#,
+    ),
+    (
         "setA",
         r#"package policies.setA
 result(ctx, md) := {"status": "OK", "message": "", "metadata": {"a": "1"}, "instructions": [
@@ -160,6 +171,7 @@ fn set() -> PolicySet {
             phases: vec![Phase::Request, Phase::Response],
             tier: Tier::Complex,
             schema: json!({"type": "object"}),
+            prepare: *name == "prepared",
         };
         registry
             .register(info, format!("policies/{name}.rego"), (*src).into())
@@ -182,6 +194,7 @@ fn step(policy: &str, on_failure: OnFailure) -> Step {
         on_failure,
         kind: StepKind::Policy {
             metadata: json!({"value": "1"}),
+            prepare: policy == "prepared",
         },
     }
 }
@@ -229,6 +242,38 @@ fn run(steps: Vec<Step>, route: &str) -> (Json, usize) {
     assert_eq!(a, b, "VM and interpreter disagree");
     assert_eq!(vm.recorded.len(), interp.recorded.len());
     (a, vm.recorded.len())
+}
+
+/// A policy declaring custom.prepare runs as run(ctx, prepare(md)), each
+/// step with its own metadata's prepared value.
+#[test]
+fn prepared_policies_run_with_their_own_metadata() {
+    let with_value = |v: &str| Step {
+        policy: "prepared".into(),
+        on_failure: OnFailure::Deny,
+        kind: StepKind::Policy {
+            metadata: json!({"value": v}),
+            prepare: true,
+        },
+    };
+    let (d, _) = run(vec![with_value("1"), with_value("2")], "prepared");
+    assert_eq!(d["status"], "OK");
+    assert_eq!(d["outcomes"][0]["message"], "prepared-1");
+    assert_eq!(d["outcomes"][1]["message"], "prepared-2");
+    assert_eq!(d["state"]["prepared-1"], "GET");
+    assert_eq!(d["state"]["prepared-2"], "GET");
+    let module = chain::generate(
+        "chains.prepared",
+        &ChainSpec {
+            phase: Phase::Request,
+            steps: vec![with_value("1")],
+        },
+    );
+    assert!(
+        module.contains("k0 := data.policies.prepared.prepare({\"value\":\"1\"})"),
+        "{module}"
+    );
+    assert!(!module.contains(".result("), "{module}");
 }
 
 #[test]
@@ -409,6 +454,7 @@ fn loop_without_match_takes_else() {
         on_failure: OnFailure::Deny,
         kind: StepKind::Policy {
             metadata: json!({"xs": xs}),
+            prepare: false,
         },
     };
     let (d, _) = run(vec![set_step(json!([1, 3]))], "loop-miss");

@@ -5,6 +5,7 @@
 #   order). The configured headers replace the default set.
 # custom:
 #   version: 1.0.0
+#   prepare: true
 #   phases: [response]
 #   tier: whitelist
 #   schema:
@@ -31,14 +32,19 @@ default_headers := {
 	"X-Frame-Options": "DENY",
 }
 
-# The first branches are the usual cases, checked in one body each (so none
-# of the error messages of _decide can apply): no metadata (the default
-# headers), or metadata of the schema's shape (each header checked as
-# _md_error checks it).
-result(ctx, md) := _set_headers(default_headers) if {
+# result(ctx, md) is run(ctx, prepare(md)).
+result(ctx, md) := run(ctx, prepare(md))
+
+# What run needs from the metadata md, which is the same for every request
+# of a route: the chain compiler evaluates it in a rule of its own, computed
+# once per program and data (custom.prepare in the METADATA above). "md" is
+# the metadata; "result", for no metadata (the default headers) or metadata
+# of the schema's shape (each header checked as _md_error checks it, so
+# none of its error messages can apply), the policy's result, which depends
+# on the metadata alone.
+prepare(md) := {"md": md, "result": _set_headers(default_headers)} if {
 	md == {}
-	is_object(ctx)
-} else := _set_headers(headers) if {
+} else := {"md": md, "result": _set_headers(headers)} if {
 	is_object(md)
 	count(object.remove(md, {"headers"})) == 0
 	headers := object.get(md, "headers", default_headers)
@@ -52,9 +58,15 @@ result(ctx, md) := _set_headers(default_headers) if {
 		not contains(v, "\n")
 		not contains(v, "\r")
 	}
+} else := {"md": md}
+
+# The result for a prepared p (prepare's value): the prepared result for a
+# well-formed context; _decide reports the first problem otherwise.
+run(ctx, p) := r if {
+	r := p.result
 	is_object(ctx)
 } else := r if {
-	r = _decide(ctx, md)
+	r = _decide(ctx, p.md)
 } else := _error("addSecurityHeaders: evaluation failed")
 
 _decide(ctx, md) := _error(msg) if {

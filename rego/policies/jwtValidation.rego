@@ -9,6 +9,7 @@
 #   token sets the chain state "claims" (the payload) and "user" (sub).
 # custom:
 #   version: 1.0.0
+#   prepare: true
 #   phases: [request]
 #   tier: rbac
 #   schema:
@@ -60,18 +61,22 @@ package policies.jwtValidation
 
 import rego.v1
 
-# result(ctx, md) is total: every branch ends in a result object, and the final
-# else turns anything unforeseen into POLICY_ERROR. Each step only runs once
-# the previous ones have passed, so builtins only ever see well-typed,
-# well-formed arguments; each value (header, token, JWT header, alg, keys,
-# payload) is computed once and passed to the next step.
-#
-# The first branch is the usual request: metadata of the schema's shape and
-# a well-formed context and data, checked in one body (so none of the error
-# messages of _md_error, _ctx_error and _data_error can apply). Any other
-# input goes through _decide, which checks everything in order and reports
-# the first problem.
-result(ctx, md) := r if {
+# result(ctx, md) is run(ctx, prepare(md)) and total: every branch of run
+# ends in a result object, and its final else turns anything unforeseen into
+# POLICY_ERROR. Each step only runs once the previous ones have passed, so
+# builtins only ever see well-typed, well-formed arguments; each value
+# (header, token, JWT header, alg, keys, payload) is computed once and passed
+# to the next step.
+result(ctx, md) := run(ctx, prepare(md))
+
+# What run needs from the metadata md and the policy data, which are the
+# same for every request of a route: the chain compiler evaluates it in a
+# rule of its own, computed once per program and data (custom.prepare in
+# the METADATA above). "md" is the metadata; "fast", for metadata of the
+# schema's shape and well-formed data (so none of the error messages of
+# _md_error and _data_error can apply), is the digest the usual request is
+# decided from.
+prepare(md) := {"md": md, "fast": c} if {
 	is_object(md)
 	count(object.remove(md, _known_fields)) == 0
 	issuer := object.get(md, "issuer", "-")
@@ -93,12 +98,39 @@ result(ctx, md) := r if {
 	is_string(name)
 	name != ""
 	_key_material_ok(md)
+	not _data_error
+	c := _digest(md)
+} else := {"md": md}
+
+# The values of valid metadata md that requests are checked against: the
+# header (its name, and its lower-case name, under which a context carries
+# it), the allowed algorithms, the leeway and the keys for RS*/PS*/ES* and
+# HS* tokens (the metadata's key material when it has any, else the policy
+# data's).
+_digest(md) := {
+	"md": md,
+	"name": name,
+	"header": lower(name),
+	"algorithms": _algorithms(md),
+	"leeway": _leeway(md),
+	"public_keys": _keys_in("RS256", src),
+	"secrets": _keys_in("HS256", src),
+} if {
+	name := _header_name(md)
+	src := _key_source(md)
+}
+
+# The result for a prepared p (prepare's value). The first branch is the
+# usual request: prepared valid metadata and a well-formed context. Any other
+# input goes through _decide, which checks everything in order and reports
+# the first problem.
+run(ctx, p) := r if {
+	c := p.fast
 	headers := ctx.request.headers
 	is_object(headers)
-	not _data_error
-	r := _authenticate(md, headers, name)
+	r := _authenticate(c, headers)
 } else := r if {
-	r = _decide(ctx, md)
+	r = _decide(ctx, p.md)
 } else := _error("jwtValidation: evaluation failed")
 
 _decide(ctx, md) := _error(msg) if {
@@ -107,16 +139,17 @@ _decide(ctx, md) := _error(msg) if {
 	msg = _ctx_error(ctx)
 } else := _error(msg) if {
 	msg = _data_error
-} else := _authenticate(md, ctx.request.headers, _header_name(md))
+} else := _authenticate(_digest(md), ctx.request.headers)
 
-# The result for valid metadata, context and data, from the header on. The
-# first branch is the usual case: a well-formed bearer token under the
-# header's lower-case name, an allowed alg and a signature that verifies; it
-# computes what the second branch (the same header) does through _token,
-# _check_token and _check_alg's first branch, with fewer calls. (Its token
-# matches _jwt_shape, so it is the single word _token requires.)
-_authenticate(md, headers, name) := _check_claims(md, payload, time.now_ns() / 1000000000) if {
-	v := headers[lower(name)]
+# The result for the digest c of valid metadata, a valid context and data,
+# from the header on. The first branch is the usual case: a well-formed
+# bearer token under the header's lower-case name, an allowed alg and a
+# signature that verifies; it computes what the second branch (the same
+# header) does through _token, _check_token and _check_alg's first branch,
+# with fewer calls. (Its token matches _jwt_shape, so it is the single word
+# _token requires.)
+_authenticate(c, headers) := _check_claims(c, payload, time.now_ns() / 1000000000) if {
+	v := headers[c.header]
 	is_string(v)
 	count(v) > 7
 	lower(substring(v, 0, 7)) == "bearer "
@@ -124,27 +157,27 @@ _authenticate(md, headers, name) := _check_claims(md, payload, time.now_ns() / 1
 	[header, payload] := _jwt_parts(tok)
 	alg := header.alg
 	lower(alg) != "none"
-	alg in object.get(md, "algorithms", ["RS256", "ES256"])
-	_verified(alg, tok, _keys_for(alg, md))
-} else := _check_token(md, tok) if {
-	v := headers[lower(name)]
+	alg in c.algorithms
+	_verified(alg, tok, _keys(alg, c))
+} else := _check_token(c, tok) if {
+	v := headers[c.header]
 	is_string(v)
-	tok := _token(trim_space(v), name)
-} else := _with_header(md, name, v) if {
-	v = _header(headers, name)
+	tok := _token(trim_space(v), c.name)
+} else := _with_header(c, v) if {
+	v = _header(headers, c.name)
 } else := _deny("token missing")
 
 # v: the value of the configured header.
-_with_header(md, name, v) := _error(sprintf("malformed context: header %s must be a string", [lower(name)])) if {
+_with_header(c, v) := _error(sprintf("malformed context: header %s must be a string", [c.header])) if {
 	not is_string(v)
 } else := _deny("token missing") if {
 	trim_space(v) == ""
-} else := _check_token(md, tok) if {
-	tok := _token(trim_space(v), name)
+} else := _check_token(c, tok) if {
+	tok := _token(trim_space(v), c.name)
 } else := _deny("malformed authorization header")
 
 # tok: the token from the header.
-_check_token(md, tok) := _check_alg(md, tok, header.alg, payload) if {
+_check_token(c, tok) := _check_alg(c, tok, header.alg, payload) if {
 	[header, payload] := _jwt_parts(tok)
 } else := _deny("malformed token")
 
@@ -152,23 +185,28 @@ _check_token(md, tok) := _check_alg(md, tok, header.alg, payload) if {
 # and a signature that verifies (with some key, so there is one). Otherwise
 # the branches below find the first check that fails, in the order
 # documented above; the signature is never verified twice.
-_check_alg(md, tok, alg, payload) := _check_claims(md, payload, time.now_ns() / 1000000000) if {
+_check_alg(c, tok, alg, payload) := _check_claims(c, payload, time.now_ns() / 1000000000) if {
 	lower(alg) != "none"
-	alg in _algorithms(md)
-	_verified(alg, tok, _keys_for(alg, md))
+	alg in c.algorithms
+	_verified(alg, tok, _keys(alg, c))
 } else := _deny("unsigned token rejected") if {
 	lower(alg) == "none"
 } else := _deny("algorithm not allowed") if {
-	not alg in _algorithms(md)
+	not alg in c.algorithms
 } else := _error(sprintf("no key material configured for %s", [alg])) if {
-	count(_keys_for(alg, md)) == 0
+	count(_keys(alg, c)) == 0
 } else := _deny("invalid signature")
 
-# payload: the verified claims at now (seconds). The first branch is the
-# usual case, where claims_error is undefined: a numeric exp not yet passed,
-# no nbf or a numeric one already reached, and issuer and audience (when
-# configured) equal to the iss and aud claims.
-_check_claims(md, payload, now) := {
+# The keys of digest c for a token signed with alg.
+_keys(alg, c) := c.secrets if {
+	startswith(alg, "HS")
+} else := c.public_keys
+
+# payload: the verified claims at now (seconds), for digest c. The first
+# branch is the usual case, where claims_error is undefined: a numeric exp
+# not yet passed, no nbf or a numeric one already reached, and issuer and
+# audience (when configured) equal to the iss and aud claims.
+_check_claims(c, payload, now) := {
 	"status": "OK",
 	"message": "token valid",
 	"instructions": [
@@ -181,19 +219,20 @@ _check_claims(md, payload, now) := {
 	sub := payload.sub
 	is_string(sub)
 	sub != ""
-	leeway := object.get(md, "leeway_seconds", 60)
+	leeway := c.leeway
 	exp := payload.exp
 	is_number(exp)
 	now < exp + leeway
 	nbf := object.get(payload, "nbf", now)
 	is_number(nbf)
 	nbf <= now + leeway
+	md := c.md
 	iss := object.get(payload, "iss", null)
 	object.get(md, "issuer", iss) == iss
 	aud := object.get(payload, "aud", null)
 	object.get(md, "audience", aud) == aud
 } else := _deny(msg) if {
-	msg = claims_error(payload, md, now)
+	msg = claims_error(payload, c.md, now)
 } else := _valid(payload)
 
 # --- claims (pure: tests call it with a crafted `now`) --------------------------
@@ -314,17 +353,6 @@ _key_source(md) := md if {
 _has_key_material(md) if {
 	[object.get(md, "jwks", null), object.get(md, "public_key_pem", null), object.get(md, "secret", null)] != [null, null, null]
 }
-
-# The first branch is the usual case: an RS*/PS*/ES* token and no key
-# material in the metadata, so the policy data's keys, which are the same
-# in every query (_data_public_keys).
-_keys_for(alg, md) := _data_public_keys if {
-	not startswith(alg, "HS")
-	count(object.filter(md, _key_fields)) == 0
-} else := _keys_in(alg, _key_source(md))
-
-# _keys_in for RS*/PS*/ES* tokens (any such alg) and the policy data.
-_data_public_keys := _keys_in("RS256", _data_cfg)
 
 _keys_in(alg, src) := _string_key(object.get(src, "secret", null)) if {
 	startswith(alg, "HS")

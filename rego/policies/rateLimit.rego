@@ -9,6 +9,7 @@
 #   Over the limit: 429 with Retry-After.
 # custom:
 #   version: 1.0.0
+#   prepare: true
 #   phases: [request]
 #   tier: whitelist
 #   schema:
@@ -36,15 +37,18 @@ package policies.rateLimit
 
 import rego.v1
 
-# result(ctx, md) validates its inputs, calls rate_limit.take exactly once and
-# hands the builtin's answer to decide/3, which is pure.
-#
-# The first branch is the usual request, checked in one body: metadata of the
-# schema's shape keyed by client IP and a well-formed context with a client
-# IP (so none of the error messages below can apply). Nothing in it has side
-# effects: rate_limit.take runs in _limited, after the body has succeeded,
-# and _limited is total, so the builtin is never called twice.
-result(ctx, md) := _limited(concat("|", [route, "client_ip", ip]), rps, burst, "client_ip") if {
+# result(ctx, md) is run(ctx, prepare(md)): it validates its inputs, calls
+# rate_limit.take exactly once and hands the builtin's answer to decide/3,
+# which is pure.
+result(ctx, md) := run(ctx, prepare(md))
+
+# What run needs from the metadata md, which is the same for every request
+# of a route: the chain compiler evaluates it in a rule of its own, computed
+# once per program and data (custom.prepare in the METADATA above). "md" is
+# the metadata; "fast", for metadata of the schema's shape keyed by client
+# IP (so none of the metadata error messages below can apply), holds the
+# rate and the burst. (Pure: rate_limit.take only runs in run.)
+prepare(md) := {"md": md, "fast": {"rps": rps, "burst": burst}} if {
 	is_object(md)
 	count(object.remove(md, {"requests_per_second", "burst", "key", "api_key_header"})) == 0
 	rps := md.requests_per_second
@@ -58,6 +62,15 @@ result(ctx, md) := _limited(concat("|", [route, "client_ip", ip]), rps, burst, "
 	akh := object.get(md, "api_key_header", "X-API-Key")
 	is_string(akh)
 	akh != ""
+} else := {"md": md}
+
+# The result for a prepared p (prepare's value). The first branch is the
+# usual request: prepared valid metadata and a well-formed context with a
+# client IP (so none of the error messages below can apply). Nothing in it
+# has side effects: rate_limit.take runs in _limited, after the body has
+# succeeded, and _limited is total, so the builtin is never called twice.
+run(ctx, p) := _limited(concat("|", [route, "client_ip", ip]), c.rps, c.burst, "client_ip") if {
+	c := p.fast
 	is_object(ctx)
 	route := ctx.route
 	is_string(route)
@@ -69,10 +82,11 @@ result(ctx, md) := _limited(concat("|", [route, "client_ip", ip]), rps, burst, "
 	ip != ""
 	is_object(object.get(ctx, "state", {}))
 } else := _error(msg) if {
-	msg = _md_error(md)
+	msg = _md_error(p.md)
 } else := _error(msg) if {
-	msg = _ctx_error(ctx, md)
+	msg = _ctx_error(ctx, p.md)
 } else := _limited(key, rps, burst, kind_name) if {
+	md := p.md
 	key = bucket_key(ctx, md)
 	rps = _rps(md)
 	burst = _burst(md)

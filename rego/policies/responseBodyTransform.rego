@@ -8,6 +8,7 @@
 #   When something was removed the new body is returned with SET_BODY.
 # custom:
 #   version: 1.0.0
+#   prepare: true
 #   phases: [response]
 #   tier: whitelist
 #   schema:
@@ -24,11 +25,15 @@ package policies.responseBodyTransform
 
 import rego.v1
 
-# The usual case first: metadata with plain field names only and a context
-# with a response, where _decide's checks all pass and it comes to what
-# _transform gives (without sorting the metadata's keys or splitting the
-# names).
-result(ctx, md) := _named(object.get(response, "body", ""), fields) if {
+# result(ctx, md) is run(ctx, prepare(md)).
+result(ctx, md) := run(ctx, prepare(md))
+
+# What run needs from the metadata md, which is the same for every request
+# of a route: the chain compiler evaluates it in a rule of its own, computed
+# once per program and data (custom.prepare in the METADATA above). "md" is
+# the metadata; "names", for metadata with plain field names only (so none
+# of _md_error's messages can apply), those names.
+prepare(md) := {"md": md, "names": fields} if {
 	is_object(md)
 	count(object.remove(md, {"remove_fields"})) == 0
 	fields := object.get(md, "remove_fields", [])
@@ -38,11 +43,19 @@ result(ctx, md) := _named(object.get(response, "body", ""), fields) if {
 		f != ""
 		not contains(f, ".")
 	}
+} else := {"md": md}
+
+# The result for a prepared p (prepare's value). The usual case first: plain
+# field names and a context with a response, where _decide's checks all pass
+# and it comes to what _transform gives (without sorting the metadata's keys
+# or splitting the names).
+run(ctx, p) := _named(object.get(response, "body", ""), fields) if {
+	fields := p.names
 	is_object(ctx)
 	response := ctx.response
 	is_object(response)
 } else := r if {
-	r = _decide(ctx, md)
+	r = _decide(ctx, p.md)
 } else := _error("responseBodyTransform: evaluation failed")
 
 _decide(ctx, md) := _error(msg) if {

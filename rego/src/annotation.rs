@@ -51,6 +51,11 @@ pub struct PolicyInfo {
     pub tier: Tier,
     /// JSON schema of the policy's metadata.
     pub schema: serde_json::Value,
+    /// Whether the policy splits `result(ctx, md)` into `prepare(md)` (what
+    /// depends on the metadata and the data alone) and `run(ctx, prepared)`,
+    /// with `result(ctx, md) == run(ctx, prepare(md))`: generated chains then
+    /// compute `prepare` once per program and data, not per request.
+    pub prepare: bool,
 }
 
 /// Why a policy's annotation could not be read.
@@ -81,6 +86,8 @@ struct RawCustom {
     #[serde(default)]
     tier: Tier,
     schema: Option<serde_json::Value>,
+    #[serde(default)]
+    prepare: bool,
 }
 
 /// Reads the first METADATA block of `source` (a policy module at `file`).
@@ -117,6 +124,7 @@ pub fn parse_policy_info(file: &str, source: &str) -> Result<PolicyInfo, Annotat
             .custom
             .schema
             .unwrap_or_else(|| serde_json::json!({"type": "object"})),
+        prepare: raw.custom.prepare,
     })
 }
 
@@ -133,6 +141,13 @@ mod tests {
         assert_eq!(info.phases, vec![Phase::Request, Phase::Response]);
         assert_eq!(info.tier, Tier::Rbac);
         assert_eq!(info.schema["properties"]["n"]["type"], "integer");
+        assert!(!info.prepare, "prepare is off unless declared");
+    }
+
+    #[test]
+    fn reads_prepare() {
+        let src = "# METADATA\n# title: x\n# custom:\n#   version: '1'\n#   prepare: true\n#   phases: [request]\npackage policies.x\n";
+        assert!(parse_policy_info("x.rego", src).unwrap().prepare);
     }
 
     #[test]

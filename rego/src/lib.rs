@@ -76,6 +76,18 @@ mod tests {
                 p.info.name,
                 p.info.name
             );
+            // A policy that declares prepare defines result through it, so
+            // chains calling run(ctx, k) with k = prepare(md) decide as
+            // result(ctx, md) does.
+            if p.info.prepare {
+                for line in [
+                    "\nresult(ctx, md) := run(ctx, prepare(md))\n",
+                    "\nprepare(md) := ",
+                    "\nrun(ctx, p) := ",
+                ] {
+                    assert!(p.file.source.contains(line), "{}: {line:?}", p.info.name);
+                }
+            }
         }
     }
 

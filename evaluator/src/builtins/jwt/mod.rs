@@ -191,19 +191,17 @@ struct Token<'a> {
 impl<'a> Token<'a> {
     /// OPA's `decodeJWT`.
     fn split(jwt: &'a [u8]) -> Result<Self, String> {
-        if !jwt.contains(&b'.') {
-            return Err("encoded JWT had no period separators".into());
-        }
-        let parts: Vec<&[u8]> = jwt.split(|&b| b == b'.').collect();
-        match parts.as_slice() {
-            [header, payload, signature] => Ok(Token {
-                header,
-                payload,
-                signature,
+        let mut dots = memchr::memchr_iter(b'.', jwt);
+        match (dots.next(), dots.next(), dots.next()) {
+            (None, _, _) => Err("encoded JWT had no period separators".into()),
+            (Some(first), Some(second), None) => Ok(Token {
+                header: jwt.get(..first).unwrap_or_default(),
+                payload: jwt.get(first + 1..second).unwrap_or_default(),
+                signature: jwt.get(second + 1..).unwrap_or_default(),
             }),
             _ => Err(format!(
                 "encoded JWT must have 3 sections, found {}",
-                parts.len()
+                memchr::memchr_iter(b'.', jwt).count() + 1
             )),
         }
     }
