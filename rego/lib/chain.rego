@@ -47,7 +47,13 @@ has_immediate(r) if {
 # is, so the context is not rebuilt). Undefined otherwise. When defined,
 # checked(r, _) == r, proceeds(r, _) is true and the value equals
 # finish(next(acc, r, _)).state for any acc with acc.ctx == ctx.
-fast_state(ctx, r) := s if {
+fast_state(ctx, r) := object.get(ctx, "state", {}) if {
+	# No instruction: the context is left as it is.
+	r.status == "OK"
+	r.instructions == []
+	is_object(r.metadata)
+	is_object(ctx)
+} else := s if {
 	r.status == "OK"
 	instrs := r.instructions
 	is_array(instrs)
@@ -103,7 +109,13 @@ fast_ctx(ctx, r) := ctx if {
 	is_object(state)
 	not is_object(object.get(state, xk, null))
 	not is_object(object.get(state, yk, null))
-	out = _apply_union(ctx, {}, {xk: x.value, yk: y.value})
+	# _apply_union(ctx, {}, changes) without its header part, which changes
+	# nothing when the message has a body and headers.
+	msg := ctx[{true: "response", false: "request"}[object.get(ctx, "phase", null) == "response"]]
+	is_object(msg)
+	_ = msg.body
+	is_object(msg.headers)
+	out = object.union(ctx, {"state": {xk: x.value, yk: y.value}})
 } else := out if {
 	# An authenticated user: one SET_HEADER, then one SET_STATE, so the keys
 	# cannot collide.

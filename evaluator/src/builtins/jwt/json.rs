@@ -78,9 +78,15 @@ pub(super) fn to_value(j: &Json) -> Option<Value> {
     })
 }
 
-/// A number literal as a Rego number. Exponents are bounded before the
-/// exact conversion so that `1e999999999` cannot allocate a huge integer.
+/// A number literal as a Rego number; `None` beyond the float64 range
+/// (`1e400`), which no document the agent writes can hold. Exponents are
+/// bounded before the exact conversion so that `1e999999999` cannot
+/// allocate a huge integer.
 fn number(literal: &str) -> Option<Value> {
+    let f: f64 = literal.parse().ok()?;
+    if !f.is_finite() {
+        return None;
+    }
     let bounded = match literal.find(['e', 'E']) {
         None => true,
         Some(i) => literal
@@ -91,8 +97,7 @@ fn number(literal: &str) -> Option<Value> {
     if bounded && let Ok(v) = Value::from_numeric_string(literal) {
         return Some(v);
     }
-    let f: f64 = literal.parse().ok()?;
-    f.is_finite().then(|| Value::from(f))
+    Some(Value::from(f))
 }
 
 struct Parser<'a> {

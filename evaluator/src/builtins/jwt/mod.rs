@@ -105,7 +105,8 @@ pub(crate) const BUILTINS: &[(&str, usize)] = &[
 pub(crate) fn call(name: &str, args: &[Value]) -> Result<Value, BuiltinError> {
     match name {
         DECODE => {
-            decode(arg_str(DECODE, args, 0)?.as_bytes()).map_err(|reason| invalid(DECODE, reason))
+            let jwt = arg_str(DECODE, args, 0)?.as_bytes();
+            cache::decoded(jwt, || decode(jwt)).map_err(|reason| invalid(DECODE, reason))
         }
         DECODE_VERIFY => decode_verify(args, now_ns()),
         sign::ENCODE_SIGN => sign::encode_sign(args),

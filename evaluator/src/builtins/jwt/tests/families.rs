@@ -198,6 +198,26 @@ fn decode_returns_header_payload_and_hex_signature() {
     assert_eq!(decoded, run("io.jwt.decode", &[s(&inner)]).expect("decode"));
 }
 
+/// Decodings are kept per thread: the same token decodes to the same value
+/// again, a failure is not kept, and neighbours do not mix.
+#[test]
+fn decode_answers_the_same_from_its_cache() {
+    let a = token("HS256", r#"{"sub":"a","n":1}"#);
+    let b = token("HS256", r#"{"sub":"b","n":2}"#);
+    let first = run("io.jwt.decode", &[s(&a)]).expect("decode");
+    for _ in 0..3 {
+        assert_eq!(run("io.jwt.decode", &[s(&a)]), Ok(first.clone()));
+        assert_ne!(run("io.jwt.decode", &[s(&b)]), Ok(first.clone()));
+    }
+    // A payload beyond the float64 range is an error, each time.
+    let huge = token("HS256", r#"{"sub":"c","exp":1e400}"#);
+    for _ in 0..2 {
+        assert!(run("io.jwt.decode", &[s(&huge)]).is_err());
+    }
+    let exact = token("HS256", r#"{"exp":41024448000000000000000000}"#);
+    assert!(run("io.jwt.decode", &[s(&exact)]).is_ok());
+}
+
 #[test]
 fn alg_none_never_verifies() {
     let none = token_with("none", r#"{"alg":"none"}"#, r#"{"a":1}"#, b"");
