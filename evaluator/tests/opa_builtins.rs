@@ -279,3 +279,56 @@ fn object_union_merges_nested_objects_right_operand_winning() {
         assert_eq!(eval(expr), json(want), "{expr}");
     }
 }
+
+/// `base64url.decode`, `json.is_valid`, `json.unmarshal` and `regex.match`
+/// keep their answers per thread (`third_party/regorus/src/builtins/memo.rs`):
+/// a repeated call answers as the first, operands that differ (in either
+/// operand of `regex.match`) get their own answers, and a failure is a
+/// failure each time.
+#[test]
+fn memoized_builtins_answer_like_fresh_calls() {
+    let doc = r#"{"sub":"alice","roles":["admin","reader"],"n":1}"#;
+    let other = r#"{"sub":"bob","roles":["reader"],"n":2,"pad":"xx"}"#;
+    let quoted = |s: &str| serde_json::to_string(s).unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            eval(&format!("json.unmarshal({})", quoted(doc))),
+            json(serde_json::from_str(doc).unwrap())
+        );
+        assert_eq!(
+            eval(&format!("json.unmarshal({})", quoted(other))),
+            json(serde_json::from_str(other).unwrap())
+        );
+        assert_eq!(
+            eval(&format!("json.is_valid({})", quoted(doc))),
+            Value::from(true)
+        );
+        assert_eq!(
+            eval(&format!("json.is_valid({})", quoted(&doc[1..]))),
+            Value::from(false)
+        );
+        assert_eq!(
+            eval(&format!("json.unmarshal({})", quoted(&doc[1..]))),
+            Value::Undefined
+        );
+        let b64 = "eyJzdWIiOiJhbGljZSIsInJvbGVzIjpbImFkbWluIl19";
+        assert_eq!(
+            eval(&format!("base64url.decode({b64:?})")),
+            Value::from(r#"{"sub":"alice","roles":["admin"]}"#)
+        );
+        assert_eq!(
+            eval(&format!("base64url.decode(\"{}!\")", &b64[1..])),
+            Value::Undefined
+        );
+        let value = "abcdefghijklmnopqrstuvwxyz-0123456789";
+        assert_eq!(
+            eval(&format!("regex.match(`^[a-z-]+[0-9]+$`, {value:?})")),
+            Value::from(true)
+        );
+        assert_eq!(
+            eval(&format!("regex.match(`^[a-z]+$`, {value:?})")),
+            Value::from(false)
+        );
+        assert!(strict_error(&format!("regex.match(`(`, {value:?})")).contains("regex"));
+    }
+}

@@ -104,17 +104,16 @@ prepare(md) := {"md": md, "fast": c} if {
 
 # The values of valid metadata md that requests are checked against: the
 # header (its name, and its lower-case name, under which a context carries
-# it), the allowed algorithms, the leeway and the keys for RS*/PS*/ES* and
-# HS* tokens (the metadata's key material when it has any, else the policy
-# data's).
+# it), the allowed algorithms, the leeway and the keys for tokens of each
+# supported algorithm (the metadata's key material when it has any, else
+# the policy data's).
 _digest(md) := {
 	"md": md,
 	"name": name,
 	"header": lower(name),
 	"algorithms": _algorithms(md),
 	"leeway": _leeway(md),
-	"public_keys": _keys_in("RS256", src),
-	"secrets": _keys_in("HS256", src),
+	"keys": {alg: _keys_in(alg, src) | some alg in _supported_algorithms},
 } if {
 	name := _header_name(md)
 	src := _key_source(md)
@@ -158,7 +157,9 @@ _authenticate(c, headers) := _check_claims(c, payload, time.now_ns() / 100000000
 	alg := header.alg
 	lower(alg) != "none"
 	alg in c.algorithms
-	_verified(alg, tok, _keys(alg, c))
+	# _verified(alg, tok, _keys(alg, c)), written out to save two calls.
+	some key in c.keys[alg]
+	_verify(alg, tok, key) == true
 } else := _check_token(c, tok) if {
 	v := headers[c.header]
 	is_string(v)
@@ -198,9 +199,7 @@ _check_alg(c, tok, alg, payload) := _check_claims(c, payload, time.now_ns() / 10
 } else := _deny("invalid signature")
 
 # The keys of digest c for a token signed with alg.
-_keys(alg, c) := c.secrets if {
-	startswith(alg, "HS")
-} else := c.public_keys
+_keys(alg, c) := object.get(c.keys, alg, [])
 
 # payload: the verified claims at now (seconds), for digest c. The first
 # branch is the usual case, where claims_error is undefined: a numeric exp

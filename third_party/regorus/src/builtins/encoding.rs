@@ -125,6 +125,16 @@ fn base64url_decode(
     ensure_args_count(span, name, params, args, 1)?;
 
     let encoded_str = ensure_string(name, operand(params, 0), &args[0])?;
+    // policy-engine patch: kept per thread (`memo`).
+    #[cfg(feature = "std")]
+    return super::memo::memoized(super::memo::Memo::Base64UrlDecode, &encoded_str, || {
+        base64url_decode_str(params, &encoded_str)
+    });
+    #[cfg(not(feature = "std"))]
+    base64url_decode_str(params, &encoded_str)
+}
+
+fn base64url_decode_str(params: &[Ref<Expr>], encoded_str: &str) -> Result<Value> {
     // policy-engine patch: OPA completes a missing padding (RFC 7515
     // appendix C) and decodes with Go's `base64.URLEncoding`.
     let mut padded = encoded_str.to_string();
@@ -407,9 +417,16 @@ fn json_is_valid(
     };
     // policy-engine patch: validated without building the value (OPA's
     // `json.Valid`); the same syntax, limits and number range as parsing.
-    Ok(Value::Bool(
-        serde_json::from_str::<serde::de::IgnoredAny>(json_str).is_ok(),
-    ))
+    // Kept per thread (`memo`).
+    let valid = || -> Result<Value> {
+        Ok(Value::Bool(
+            serde_json::from_str::<serde::de::IgnoredAny>(json_str).is_ok(),
+        ))
+    };
+    #[cfg(feature = "std")]
+    return super::memo::memoized(super::memo::Memo::JsonIsValid, json_str, valid);
+    #[cfg(not(feature = "std"))]
+    valid()
 }
 
 fn json_marshal(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
@@ -516,5 +533,12 @@ fn json_unmarshal(
     let name = "json.unmarshal";
     ensure_args_count(span, name, params, args, 1)?;
     let json_str = ensure_string(name, operand(params, 0), &args[0])?;
-    Value::from_json_str(&json_str).with_context(|| span.error("could not deserialize json."))
+    let parse = || {
+        Value::from_json_str(&json_str).with_context(|| span.error("could not deserialize json."))
+    };
+    // policy-engine patch: kept per thread (`memo`).
+    #[cfg(feature = "std")]
+    return super::memo::memoized(super::memo::Memo::JsonUnmarshal, &json_str, parse);
+    #[cfg(not(feature = "std"))]
+    parse()
 }

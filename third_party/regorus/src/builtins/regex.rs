@@ -194,8 +194,20 @@ pub fn regex_match(
     let pattern = ensure_string(name, operand(params, 0), &args[0])?;
     let value = ensure_string(name, operand(params, 1), &args[1])?;
 
-    let re = compile_regex_for_builtin(params[0].span(), &pattern)?;
-    Ok(Value::Bool(re.is_match(&value)))
+    let matches = || -> Result<Value> {
+        let re = compile_regex_for_builtin(params[0].span(), &pattern)?;
+        Ok(Value::Bool(re.is_match(&value)))
+    };
+    // policy-engine patch: kept per thread (`memo`).
+    #[cfg(feature = "std")]
+    return super::memo::memoized2(
+        super::memo::Memo::RegexMatch,
+        &value,
+        Some(&pattern),
+        matches,
+    );
+    #[cfg(not(feature = "std"))]
+    matches()
 }
 
 fn regex_replace(
