@@ -30,13 +30,29 @@ enum EditNode {
 }
 
 impl EditNode {
+    /// policy-engine patch: the tree is built lazily. A value starts as one
+    /// node holding it, and a composite node is expanded one level (its
+    /// children each a node holding the child's value) only when a patch
+    /// path goes through it (`expand`). Rendering a node nobody edited
+    /// gives back its value as it was, so the result is the value the eager
+    /// tree rendered, and a patch costs what its paths touch, not the size
+    /// of the document.
     fn from_value(value: &Value) -> Result<Self> {
         enforce_limit()?;
-        Ok(match value {
+        Ok(Self::Scalar(value.clone()))
+    }
+
+    /// Makes a node holding a composite value the composite node of its
+    /// children; any other node is left as it is.
+    fn expand(&mut self) -> Result<()> {
+        let Self::Scalar(value) = self else {
+            return Ok(());
+        };
+        let expanded = match value {
             Value::Object(object) => {
                 let mut fields = BTreeMap::new();
                 for (key, value) in object.iter() {
-                    fields.insert(key.clone(), Self::from_value(value)?);
+                    fields.insert(key.clone(), Self::Scalar(value.clone()));
                     enforce_limit()?;
                 }
                 Self::Object(fields)
@@ -44,7 +60,7 @@ impl EditNode {
             Value::Array(array) => {
                 let mut items = VecDeque::with_capacity(array.len());
                 for value in array.iter() {
-                    items.push_back(Self::from_value(value)?);
+                    items.push_back(Self::Scalar(value.clone()));
                     enforce_limit()?;
                 }
                 Self::Array(items)
@@ -52,13 +68,15 @@ impl EditNode {
             Value::Set(set) => {
                 let mut members = BTreeMap::new();
                 for value in set.iter() {
-                    members.insert(value.clone(), Self::from_value(value)?);
+                    members.insert(value.clone(), Self::Scalar(value.clone()));
                     enforce_limit()?;
                 }
                 Self::Set(members)
             }
-            scalar => Self::Scalar(scalar.clone()),
-        })
+            _ => return Ok(()),
+        };
+        *self = expanded;
+        Ok(())
     }
 
     fn render(&self) -> Result<Value> {
@@ -92,24 +110,25 @@ impl EditNode {
         })
     }
 
-    fn get(&self, path: &[Value]) -> Result<&Self> {
+    fn get(&mut self, path: &[Value]) -> Result<&mut Self> {
         let Some((head, rest)) = path.split_first() else {
             return Ok(self);
         };
+        self.expand()?;
         match self {
             Self::Object(fields) => fields
-                .get(head)
+                .get_mut(head)
                 .ok_or_else(|| anyhow!("path {head} does not exist in object"))?
                 .get(rest),
             Self::Array(items) => {
                 let index = array_index(items.len(), head, false)?;
                 items
-                    .get(index)
+                    .get_mut(index)
                     .ok_or_else(|| anyhow!("array index disappeared"))?
                     .get(rest)
             }
             Self::Set(members) => members
-                .get(head)
+                .get_mut(head)
                 .ok_or_else(|| anyhow!("path {head} does not exist in set"))?
                 .get(rest),
             Self::Scalar(value) => bail!("expected composite type, found value: {value}"),
@@ -122,6 +141,7 @@ impl EditNode {
             *self = value;
             return Ok(());
         };
+        self.expand()?;
         match self {
             Self::Object(fields) => {
                 if rest.is_empty() {
@@ -173,6 +193,7 @@ impl EditNode {
         let (head, rest) = path
             .split_first()
             .ok_or_else(|| anyhow!("cannot remove node without a path"))?;
+        self.expand()?;
         let removed = match self {
             Self::Object(fields) => {
                 if rest.is_empty() {
@@ -229,6 +250,7 @@ impl EditNode {
             *self = value;
             return Ok(());
         };
+        self.expand()?;
         match self {
             Self::Object(fields) => {
                 if rest.is_empty() {
@@ -284,12 +306,6 @@ impl EditTree {
         Ok(Self {
             root: Some(EditNode::from_value(value)?),
         })
-    }
-
-    fn root(&self) -> Result<&EditNode> {
-        self.root
-            .as_ref()
-            .ok_or_else(|| anyhow!("path does not exist in deleted document"))
     }
 
     fn root_mut(&mut self) -> Result<&mut EditNode> {
@@ -393,12 +409,12 @@ pub(super) fn apply(target: &Value, operations: &[Value]) -> Result<Value> {
             "copy" => {
                 let from = parse_path(field("from")?)?;
                 let path = parse_path(field("path")?)?;
-                let value = tree.root()?.get(&from)?.render()?;
+                let value = tree.root_mut()?.get(&from)?.render()?;
                 tree.insert_value(&path, &value)?;
             }
             "test" => {
                 let path = parse_path(field("path")?)?;
-                let actual = tree.root()?.get(&path)?.render()?;
+                let actual = tree.root_mut()?.get(&path)?.render()?;
                 let expected = field("value")?;
                 if &actual != expected {
                     bail!(
