@@ -162,8 +162,8 @@ type Decoded = Option<(Box<[u8]>, Value)>;
 thread_local! {
     /// Direct-mapped by the token's hash: a token replaces whatever its slot
     /// held. At most `DECODED_SLOTS` tokens of `MAX_DECODED_TOKEN` bytes and
-    /// their decodings (a header and a payload no longer than the token) per
-    /// thread, found without a lock.
+    /// their decodings (header, payload and the signature in hex: about
+    /// twice the token at most) per thread, found without a lock.
     static DECODED: RefCell<Vec<Decoded>> = RefCell::new(vec![None; DECODED_SLOTS]);
 }
 

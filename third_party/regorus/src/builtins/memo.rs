@@ -1,6 +1,3 @@
-// Copyright (c) Microsoft Corporation.
-// Licensed under the MIT License.
-
 // policy-engine patch: a per-thread memo of pure builtins on strings.
 //
 // A policy often decodes the same document again and again: the same bearer
