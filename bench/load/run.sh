@@ -356,11 +356,11 @@ sanity() {       # sanity noop|kernel: the path does what it should, before any 
   fi
 }
 
-kernel_decisions() { # "allowed=N other=M" for /api/v1/users from the kernel's /metrics
+kernel_decisions() { # "allowed=N" and every other status's count for /api/v1/users from the kernel's /metrics
   curl -sf "http://127.0.0.1:$P_METRICS/metrics" | awk '
     /^policy_kernel_requests_total\{/ && /route="\/api\/v1\/users"/ {
-      if ($0 ~ /status="allowed"/) a += $NF; else o += $NF }
-    END { printf "allowed=%d other=%d\n", a, o }'
+      match($0, /status="[^"]*"/); st = substr($0, RSTART + 8, RLENGTH - 9); n[st] += $NF }
+    END { printf "allowed=%d", n["allowed"]; for (k in n) if (k != "allowed") printf " %s=%d", k, n[k]; printf "\n" }'
 }
 
 envoy_extproc_stats() { # Envoy's non-zero ext_proc counters
