@@ -22,8 +22,9 @@ pub const SOURCE_ATTRIBUTE: &str = "source.address";
 /// with `,` (RFC 9110 §5.3). Values come from `raw_value` when set (what
 /// Envoy sends), else `value`.
 pub fn header_map(headers: Option<&HeaderMap>) -> HashMap<String, String> {
-    let mut out: HashMap<String, String> = HashMap::new();
-    for h in headers.map(|h| h.headers.as_slice()).unwrap_or_default() {
+    let headers = headers.map(|h| h.headers.as_slice()).unwrap_or_default();
+    let mut out: HashMap<String, String> = HashMap::with_capacity(headers.len());
+    for h in headers {
         let value = if h.raw_value.is_empty() {
             h.value.clone()
         } else {
