@@ -109,8 +109,9 @@ fast_ctx(ctx, r) := ctx if {
 	is_object(state)
 	not is_object(object.get(state, xk, null))
 	not is_object(object.get(state, yk, null))
-	# _apply_union(ctx, {}, changes) without its header part, which changes
-	# nothing when the message has a body and headers.
+	# _apply_changes(ctx, {}, changes) as one object.union: the same context
+	# when the message has a body and headers (else _apply_changes would add
+	# them) and no changed key held an object (checked above).
 	msg := ctx[{true: "response", false: "request"}[object.get(ctx, "phase", null) == "response"]]
 	is_object(msg)
 	_ = msg.body
@@ -136,8 +137,9 @@ fast_ctx(ctx, r) := ctx if {
 	not is_object(hv)
 	not is_object(sv)
 	is_object(r.metadata)
-	# _apply_union(ctx, {lower(hk): hv}, {sk: sv}), written out to save a
-	# call: the message (of the phase) with a body and headers, and a state.
+	# _apply_changes(ctx, {lower(hk): hv}, {sk: sv}) as one object.union,
+	# written out to save a call: the same context when the message (of the
+	# phase) has a body and headers and the values are not objects.
 	is_object(ctx)
 	t := {true: "response", false: "request"}[object.get(ctx, "phase", null) == "response"]
 	msg := ctx[t]
@@ -167,7 +169,7 @@ fast_ctx(ctx, r) := ctx if {
 	not is_object(xv)
 	not is_object(yv)
 	is_object(r.metadata)
-	# _apply_union(ctx, {lx: xv, ly: yv}, {}), written out as above.
+	# _apply_changes(ctx, {lx: xv, ly: yv}, {}), written out as above.
 	is_object(ctx)
 	t := {true: "response", false: "request"}[object.get(ctx, "phase", null) == "response"]
 	msg := ctx[t]
@@ -220,32 +222,6 @@ _apply_changes(ctx, hs, ss) := out if {
 		"state": object.union(object.remove(state, ss), ss),
 	})
 }
-
-# _apply_changes(ctx, hs, ss) in one recursive object.union, for changes
-# whose values are not objects (object.union merges objects where
-# _apply_changes replaces them; the callers check), when that gives the same
-# context: the message exists with a body (which _apply_changes would
-# otherwise add as ""). _apply_changes otherwise. (One branch per phase: a
-# fixed message key costs less than one chosen by an object lookup.)
-_apply_union(ctx, hs, ss) := out if {
-	is_object(ctx)
-	object.get(ctx, "phase", null) != "response"
-	msg := ctx.request
-	is_object(msg)
-	_ = msg.body
-	is_object(object.get(msg, "headers", {}))
-	is_object(object.get(ctx, "state", {}))
-	out := object.union(ctx, {"request": {"headers": hs}, "state": ss})
-} else := out if {
-	is_object(ctx)
-	ctx.phase == "response"
-	msg := ctx.response
-	is_object(msg)
-	_ = msg.body
-	is_object(object.get(msg, "headers", {}))
-	is_object(object.get(ctx, "state", {}))
-	out := object.union(ctx, {"response": {"headers": hs}, "state": ss})
-} else := _apply_changes(ctx, hs, ss)
 
 # One instruction's header change ({} for SET_STATE); undefined for any
 # other instruction.

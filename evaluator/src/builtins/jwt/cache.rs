@@ -1,9 +1,8 @@
-//! Bounded caches: parsed key material and the outcome of signature checks
-//! (process-wide), and decoded tokens (per thread).
+//! Bounded process-wide caches: parsed key material, and the outcome of
+//! signature checks.
 //!
-//! All hold pure functions of their keys, so a hit answers exactly what a
+//! Both hold pure functions of their keys, so a hit answers exactly what a
 //! fresh computation would:
-//! - a decoded token is what `io.jwt.decode` makes of the token's bytes;
 //! - a key set is what [`keys_from_cert_or_jwk`] makes of the key text (the
 //!   keys or the parse error), which depends on nothing else;
 //! - a signature check depends on the builtin, the key set, the signing
@@ -17,12 +16,10 @@
 //! keyed by their inputs themselves (length-prefixed), compared byte for
 //! byte: a hit can only be the very same check.
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use moka::sync::Cache;
-use regorus::Value;
 
 use super::{KeyMaterial, VerificationKey, keys_from_cert_or_jwk};
 
@@ -146,52 +143,4 @@ pub(super) fn checked<E>(
     let valid = check()?;
     CHECKS.insert(key.into_boxed_slice(), valid);
     Ok(valid)
-}
-
-/// Slots of each thread's table of decoded tokens.
-const DECODED_SLOTS: usize = 64;
-
-/// Tokens longer than this are decoded at each call and not cached.
-const MAX_DECODED_TOKEN: usize = 4 * 1024;
-
-static DECODED_HASHER: LazyLock<Hasher> = LazyLock::new(Hasher::new);
-
-/// A token and its decoding.
-type Decoded = Option<(Box<[u8]>, Value)>;
-
-thread_local! {
-    /// Direct-mapped by the token's hash: a token replaces whatever its slot
-    /// held. At most `DECODED_SLOTS` tokens of `MAX_DECODED_TOKEN` bytes and
-    /// their decodings (header, payload and the signature in hex: about
-    /// twice the token at most) per thread, found without a lock.
-    static DECODED: RefCell<Vec<Decoded>> = RefCell::new(vec![None; DECODED_SLOTS]);
-}
-
-/// `decode(token)` (`io.jwt.decode`), from this thread's table when the
-/// same token was decoded before; successes are kept.
-pub(super) fn decoded<E>(
-    token: &[u8],
-    decode: impl FnOnce() -> Result<Value, E>,
-) -> Result<Value, E> {
-    if token.len() > MAX_DECODED_TOKEN {
-        return decode();
-    }
-    let slot = usize::try_from(DECODED_HASHER.hash_one(token) % DECODED_SLOTS as u64).unwrap_or(0);
-    let hit = DECODED.with_borrow(|table| {
-        table
-            .get(slot)
-            .and_then(Option::as_ref)
-            .filter(|(t, _)| **t == *token)
-            .map(|(_, v)| v.clone())
-    });
-    if let Some(value) = hit {
-        return Ok(value);
-    }
-    let value = decode()?;
-    DECODED.with_borrow_mut(|table| {
-        if let Some(entry) = table.get_mut(slot) {
-            *entry = Some((token.into(), value.clone()));
-        }
-    });
-    Ok(value)
 }

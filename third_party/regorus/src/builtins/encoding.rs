@@ -126,12 +126,9 @@ fn base64url_decode(
 
     let encoded_str = ensure_string(name, operand(params, 0), &args[0])?;
     // policy-engine patch: kept per thread (`memo`).
-    #[cfg(feature = "std")]
-    return super::memo::memoized(super::memo::Memo::Base64UrlDecode, &encoded_str, || {
+    super::memo::memoized(super::memo::Memo::Base64UrlDecode, &encoded_str, || {
         base64url_decode_str(params, &encoded_str)
-    });
-    #[cfg(not(feature = "std"))]
-    base64url_decode_str(params, &encoded_str)
+    })
 }
 
 fn base64url_decode_str(params: &[Ref<Expr>], encoded_str: &str) -> Result<Value> {
@@ -423,10 +420,7 @@ fn json_is_valid(
             serde_json::from_str::<serde::de::IgnoredAny>(json_str).is_ok(),
         ))
     };
-    #[cfg(feature = "std")]
-    return super::memo::memoized(super::memo::Memo::JsonIsValid, json_str, valid);
-    #[cfg(not(feature = "std"))]
-    valid()
+    super::memo::memoized(super::memo::Memo::JsonIsValid, json_str, valid)
 }
 
 fn json_marshal(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> Result<Value> {
@@ -537,8 +531,5 @@ fn json_unmarshal(
         Value::from_json_str(&json_str).with_context(|| span.error("could not deserialize json."))
     };
     // policy-engine patch: kept per thread (`memo`).
-    #[cfg(feature = "std")]
-    return super::memo::memoized(super::memo::Memo::JsonUnmarshal, &json_str, parse);
-    #[cfg(not(feature = "std"))]
-    parse()
+    super::memo::memoized(super::memo::Memo::JsonUnmarshal, &json_str, parse)
 }

@@ -38,7 +38,6 @@ mod net;
 #[cfg(feature = "jsonpatch")]
 mod json_patch;
 // policy-engine patch: per-thread memo of pure string builtins.
-#[cfg(feature = "std")]
 mod memo;
 // policy-engine patch: rego.metadata.chain / rego.metadata.rule (called by
 // the interpreter, which knows the rule being evaluated).

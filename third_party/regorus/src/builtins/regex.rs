@@ -199,15 +199,12 @@ pub fn regex_match(
         Ok(Value::Bool(re.is_match(&value)))
     };
     // policy-engine patch: kept per thread (`memo`).
-    #[cfg(feature = "std")]
-    return super::memo::memoized2(
+    super::memo::memoized2(
         super::memo::Memo::RegexMatch,
         &value,
         Some(&pattern),
         matches,
-    );
-    #[cfg(not(feature = "std"))]
-    matches()
+    )
 }
 
 fn regex_replace(

@@ -198,10 +198,10 @@ fn decode_returns_header_payload_and_hex_signature() {
     assert_eq!(decoded, run("io.jwt.decode", &[s(&inner)]).expect("decode"));
 }
 
-/// Decodings are kept per thread: the same token decodes to the same value
-/// again, a failure is not kept, and neighbours do not mix.
+/// The same token decodes to the same value again, tokens do not mix, and
+/// a payload beyond the float64 range is an error each time.
 #[test]
-fn decode_answers_the_same_from_its_cache() {
+fn decode_is_repeatable_and_rejects_numbers_beyond_float64() {
     let a = token("HS256", r#"{"sub":"a","n":1}"#);
     let b = token("HS256", r#"{"sub":"b","n":2}"#);
     let first = run("io.jwt.decode", &[s(&a)]).expect("decode");
