@@ -129,8 +129,10 @@ impl Transport {
 
     async fn execute_policies(&self, req: PolicyRequest) -> Result<PolicyResponse, Status> {
         match self {
-            Self::Socket { calls, .. } => calls.call(req).await,
-            Self::Embedded(s) => s.run(req).await,
+            // Boxed: inline, the larger of the two would be copied through
+            // every future that awaits a call, down to each ext_proc message's.
+            Self::Socket { calls, .. } => Box::pin(calls.call(req)).await,
+            Self::Embedded(s) => Box::pin(s.run(req)).await,
         }
     }
 }

@@ -103,11 +103,18 @@ impl CallStream {
 
     /// One chain execution: the agent's answer, or the status of the call.
     pub async fn call(&self, req: PolicyRequest) -> Answer {
+        // The unary call and the opening of the stream are boxed: they are
+        // rare, and inline their futures would make every call's future
+        // (and every ext_proc message's) several times larger.
         if self.unary.load(Ordering::Relaxed) {
-            return self.unary_call(req).await;
+            return Box::pin(self.unary_call(req)).await;
         }
-        let Some(link) = self.link().await? else {
-            return self.unary_call(req).await;
+        let open = match self.link.load_full().filter(|l| !l.ended()) {
+            Some(link) => Some(link),
+            None => Box::pin(self.open()).await?,
+        };
+        let Some(link) = open else {
+            return Box::pin(self.unary_call(req)).await;
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -133,7 +140,14 @@ impl CallStream {
             id,
             request: Some(req),
         };
-        if link.calls.send(call).await.is_err() {
+        let queued = match link.calls.try_send(call) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(call)) => {
+                Box::pin(link.calls.send(call)).await.is_ok()
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        };
+        if !queued {
             return Err(stream_ended("before the call was sent"));
         }
         // (A waiter is only dropped unanswered if the routing task is gone:
@@ -155,12 +169,9 @@ impl CallStream {
             .map(tonic::Response::into_inner)
     }
 
-    /// The open stream, opened when there is none (or it ended); `None`
-    /// when the agent has no call stream.
-    async fn link(&self) -> Result<Option<Arc<Link>>, Status> {
-        if let Some(link) = self.link.load_full().filter(|l| !l.ended()) {
-            return Ok(Some(link));
-        }
+    /// Opens the stream when there is none (or it ended); `None` when the
+    /// agent has no call stream.
+    async fn open(&self) -> Result<Option<Arc<Link>>, Status> {
         let _opening = self.opening.lock().await;
         // Another caller may have opened it meanwhile.
         if let Some(link) = self.link.load_full().filter(|l| !l.ended()) {

@@ -229,6 +229,49 @@ async fn a_new_policy_revision_is_rediscovered_while_healthy() {
     common(&first_answer(&kernel).await, "request_headers");
 }
 
+/// The fake agent runs on this test's runtime of one worker, where a call
+/// that completes at once is answered in place: one that waits must still
+/// not hold up the calls behind it on the same stream.
+#[tokio::test]
+async fn a_waiting_call_does_not_hold_up_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("fake.sock");
+    let fake = FakeAgent::new(&["p", "q"], |_, index| async move {
+        if index == 0 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            return Ok(ok(vec![set_header("x-call", "slow")], "{}"));
+        }
+        Ok(ok(vec![set_header("x-call", "fast")], "{}"))
+    });
+    let _agent = fake.serve(&socket).await;
+    let kernel = kernel_for(dir.path(), &socket, 2000, false).await;
+    let slow = tokio::spawn({
+        let ext_proc = kernel.ext_proc;
+        async move {
+            let mut stream = Stream::open(ext_proc).await;
+            let answer = stream.send(request_headers(Some("/r"), &[], true)).await;
+            (std::time::Instant::now(), answer)
+        }
+    });
+    eventually("the slow call to reach the agent", || async {
+        !fake.calls().is_empty()
+    })
+    .await;
+    let fast = first_answer(&kernel).await;
+    let fast_at = std::time::Instant::now();
+    assert_eq!(
+        set_headers(common(&fast, "request_headers"))["x-call"],
+        "fast"
+    );
+    let (slow_at, slow) = slow.await.unwrap();
+    assert_eq!(
+        set_headers(common(&slow, "request_headers"))["x-call"],
+        "slow"
+    );
+    assert!(fast_at < slow_at, "the fast call waited for the slow one");
+    assert_eq!(fake.streamed(), 2, "both calls went over the call stream");
+}
+
 #[tokio::test]
 async fn agent_timeouts_follow_fail_open_and_are_not_retried() {
     for fail_open in [false, true] {
