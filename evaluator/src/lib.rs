@@ -39,3 +39,22 @@ pub use records::{RecordSettings, build_record};
 pub use registry::{PolicyRegistry, RegisteredPolicy};
 pub use server::{AgentService, CallResults, bind_socket, serve, serve_calls};
 pub use worker::{EnginePath, Evaluation, evaluate};
+
+/// The async runtime of the agent and the kernel binaries: one thread when
+/// the process may use one CPU (a sidecar pinned or limited to one core),
+/// where work stealing has nothing to steal and only adds its bookkeeping
+/// to every wake-up; a worker per CPU otherwise.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    // (`available_parallelism` counts the CPUs of the affinity mask and
+    // the cgroup's quota.)
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    if one_cpu {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
+}

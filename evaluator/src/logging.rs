@@ -9,6 +9,7 @@
 //! configured level.
 
 use std::fmt;
+use std::io::IsTerminal as _;
 
 use serde_json::{Map, Value, json};
 use tracing::field::{Field, Visit};
@@ -59,7 +60,13 @@ pub fn init(component: &'static str, format: LogFormat, level: &str) {
             )
             .try_init(),
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    // Colours for a terminal only: not as escape codes in a
+                    // log file or a collector.
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
             .try_init(),
     };
 }

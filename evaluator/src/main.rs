@@ -31,8 +31,17 @@ struct Args {
     log_format: LogFormat,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    match policy_agent::runtime() {
+        Ok(runtime) => runtime.block_on(agent_main()),
+        Err(e) => {
+            eprintln!("policy-agent: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn agent_main() -> std::process::ExitCode {
     let args = Args::parse();
     let config = match AgentConfig::load(&args.config) {
         Ok(mut c) => {

@@ -96,10 +96,7 @@ fn main() -> ExitCode {
         }
     };
     policy_agent::logging::init("kernel", args.log_format, &level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match policy_agent::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("policy-kernel: cannot start the async runtime: {e}");
