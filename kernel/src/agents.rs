@@ -421,7 +421,7 @@ impl AgentHandle {
             if !matches!(err, CallError::Unavailable { .. }) || attempt >= attempts {
                 return Err(err);
             }
-            tracing::warn!(agent = %self.entry.name, attempt, error = %err, "agent call failed, retrying");
+            tracing::warn!(request_id = %req.request_id, agent = %self.entry.name, attempt, error = %err, "agent call failed, retrying");
             tokio::time::sleep(Duration::from_millis(self.entry.retry.backoff_ms)).await;
             attempt += 1;
         }

@@ -70,7 +70,11 @@ impl ExternalProcessor for ExtProcService {
         // INVARIANT: a stream uses the snapshot in force when it opened,
         // so a reload never changes an exchange half-way.
         let mut stream = Exchange::new(self.state.snapshot.load_full(), self.state.metrics.clone());
-        let span = tracing::info_span!(
+        // At debug level only: a span per stream costs more than the rest of
+        // the kernel's own work on a request (its fields formatted, entered
+        // and left at every poll); the stream's events at info and above
+        // carry `request_id` and `route` themselves.
+        let span = tracing::debug_span!(
             "ext_proc",
             request_id = tracing::field::Empty,
             route = tracing::field::Empty,
@@ -183,6 +187,11 @@ impl Exchange {
         })
     }
 
+    /// The route for log lines: the plan's, or the no-route label.
+    fn route_label(&self) -> &str {
+        self.plan.as_ref().map_or(NO_ROUTE, |p| p.route.as_str())
+    }
+
     /// Picks the plan once per stream, from the first message that names a route.
     fn resolve(&mut self, attributes: &HashMap<String, Struct>, headers: &HashMap<String, String>) {
         if self.resolved {
@@ -273,7 +282,7 @@ impl Exchange {
             return headers_response(Phase::Request, &Mutations::default(), self.mode_override());
         };
         if let RouteState::Invalid(reason) = plan.state() {
-            tracing::error!(agent = %plan.agent.name(), %reason, "request to an invalid route denied");
+            tracing::error!(request_id = %self.request_id, route = self.route_label(), agent = %plan.agent.name(), %reason, "request to an invalid route denied");
             self.metrics
                 .record(&plan.route, plan.agent.name(), Outcome::InvalidRoute, None);
             return immediate_response(&kernel_reply(500, Outcome::InvalidRoute.code()));
@@ -291,7 +300,7 @@ impl Exchange {
         for (phase, needed) in needs {
             if needed && self.body_arrives(phase) == Some(false) {
                 tracing::error!(
-                    phase = ?phase,
+                    request_id = %self.request_id, route = self.route_label(), phase = ?phase,
                     "route needs the body but Envoy's processing mode sends none: set its body mode to BUFFERED (or server.mode_override with allow_mode_override)"
                 );
                 self.metrics
@@ -321,7 +330,7 @@ impl Exchange {
             self.pending = None;
             let plan = self.plan.as_ref();
             tracing::error!(
-                "request chain not run: Envoy sent no request body (set allow_mode_override: true or request_body_mode: BUFFERED)"
+                request_id = %self.request_id, route = self.route_label(), "request chain not run: Envoy sent no request body (set allow_mode_override: true or request_body_mode: BUFFERED)"
             );
             self.metrics.record(
                 plan.map_or(NO_ROUTE, |p| p.route.as_str()),
@@ -377,7 +386,7 @@ impl Exchange {
             match self.run(phase).await {
                 Verdict::Respond(r) => return immediate_response(&r),
                 Verdict::Continue(m) if !m.is_empty() => {
-                    tracing::warn!("chain changes dropped: trailers arrived before the body");
+                    tracing::warn!(request_id = %self.request_id, route = self.route_label(), "chain changes dropped: trailers arrived before the body");
                 }
                 Verdict::Continue(_) => {}
             }
@@ -413,13 +422,13 @@ impl Exchange {
         match plan.state() {
             RouteState::Valid => {}
             RouteState::Invalid(reason) => {
-                tracing::error!(%agent, %reason, "request to an invalid route denied");
+                tracing::error!(request_id = %self.request_id, route = self.route_label(), %agent, %reason, "request to an invalid route denied");
                 self.metrics
                     .record(&plan.route, agent, Outcome::InvalidRoute, None);
                 return failure_verdict(Outcome::InvalidRoute, fail_open);
             }
             RouteState::Undiscovered => {
-                tracing::error!(%agent, "agent not discovered yet");
+                tracing::error!(request_id = %self.request_id, route = self.route_label(), %agent, "agent not discovered yet");
                 self.metrics
                     .record(&plan.route, agent, Outcome::AgentUnavailable, None);
                 return failure_verdict(Outcome::AgentUnavailable, fail_open);
@@ -466,19 +475,19 @@ impl Exchange {
                         self.state_json = d.state_json;
                     }
                     if d.outcome != Outcome::Allowed {
-                        tracing::info!(decision = d.outcome.code(), policy = %d.policy, "denied");
+                        tracing::info!(request_id = %self.request_id, route = self.route_label(), decision = d.outcome.code(), policy = %d.policy, "denied");
                     }
                     (d.verdict, d.outcome)
                 }
                 Ok(Answer::Timeout) => {
-                    tracing::warn!(%agent, "agent reported a timeout");
+                    tracing::warn!(request_id = %self.request_id, route = self.route_label(), %agent, "agent reported a timeout");
                     (
                         failure_verdict(Outcome::AgentTimeout, fail_open),
                         Outcome::AgentTimeout,
                     )
                 }
                 Err(e) => {
-                    tracing::error!(%agent, error = %e, "invalid agent response");
+                    tracing::error!(request_id = %self.request_id, route = self.route_label(), %agent, error = %e, "invalid agent response");
                     failure = Some(e.to_string());
                     (
                         failure_verdict(Outcome::InvalidResponse, fail_open),
@@ -495,9 +504,9 @@ impl Exchange {
                     CallError::Failed { .. } => Outcome::AgentError,
                 };
                 if outcome == Outcome::AgentTimeout {
-                    tracing::warn!(error = %e, fail_open, "agent timed out");
+                    tracing::warn!(request_id = %self.request_id, route = self.route_label(), error = %e, fail_open, "agent timed out");
                 } else {
-                    tracing::error!(error = %e, fail_open, "agent call failed");
+                    tracing::error!(request_id = %self.request_id, route = self.route_label(), error = %e, fail_open, "agent call failed");
                 }
                 failure = Some(e.to_string());
                 (failure_verdict(outcome, fail_open), outcome)
@@ -525,7 +534,7 @@ impl Exchange {
         }
         if self.pending == Some(Phase::Response) {
             tracing::error!(
-                "response chain not run: Envoy sent no response body (set allow_mode_override: true or response_body_mode: BUFFERED)"
+                request_id = %self.request_id, route = self.route_label(), "response chain not run: Envoy sent no response body (set allow_mode_override: true or response_body_mode: BUFFERED)"
             );
             let plan = self.plan.as_ref();
             self.metrics.record(

@@ -66,7 +66,7 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
 
     // The JSON log line "listening" names both addresses.
-    let metrics: SocketAddr = tokio::time::timeout(Duration::from_secs(30), async {
+    let (ext_proc, metrics) = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let line = lines
                 .next_line()
@@ -88,7 +88,9 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
                         .unwrap()
                         .starts_with("127.0.0.1:")
                 );
-                return fields["metrics"].as_str().unwrap().parse().unwrap();
+                let ext_proc: SocketAddr = fields["ext_proc"].as_str().unwrap().parse().unwrap();
+                let metrics: SocketAddr = fields["metrics"].as_str().unwrap().parse().unwrap();
+                return (ext_proc, metrics);
             }
         }
     })
@@ -111,6 +113,17 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
     };
     assert_eq!(version(http_get(metrics, "/health/ready").await.1), 1);
 
+    // A denied request: its log line names the request and the route.
+    let denied = Stream::open(ext_proc)
+        .await
+        .send(request_headers(
+            Some("/api/v1/users"),
+            &[("x-request-id", "rid-logged-1")],
+            true,
+        ))
+        .await;
+    assert_eq!(immediate_status(&denied), 401);
+
     write_config(
         dir.path(),
         &kernel_yaml(&socket, 4000, false, &users_routes()),
@@ -127,7 +140,15 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
         .unwrap()
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    let logs = lines.await.unwrap().join("\n");
+    let lines = lines.await.unwrap();
+    let denied = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "denied")
+        .unwrap_or_else(|| panic!("no `denied` line in {lines:?}"));
+    assert_eq!(denied["request_id"], "rid-logged-1", "{denied}");
+    assert_eq!(denied["metadata"]["route"], "/api/v1/users", "{denied}");
+    let logs = lines.join("\n");
     assert!(logs.contains("configuration reloaded"), "{logs}");
     assert!(logs.contains("shutting down"), "{logs}");
     assert!(!logs.contains(ALICE_KEY));
