@@ -54,6 +54,9 @@ pub struct AgentOptions {
     pub log_level: String,
     /// The whole `data` document (for example `{"policy_data": {...}}`).
     pub data: serde_json::Value,
+    /// Run the agent on one CPU (`taskset -c 0`), as a sidecar limited to
+    /// one CPU runs: a single-threaded runtime that answers calls in place.
+    pub one_cpu: bool,
 }
 
 impl Default for AgentOptions {
@@ -66,6 +69,7 @@ impl Default for AgentOptions {
             request_timeout_ms: 5000,
             log_level: "info".into(),
             data: serde_json::json!({}),
+            one_cpu: false,
         }
     }
 }
@@ -134,7 +138,14 @@ impl AgentProcess {
         )?;
         let log = dir.path().join("agent.stderr");
         let stderr = File::create(&log)?;
-        let child = Command::new(&bin)
+        let mut command = if options.one_cpu {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"]).arg(&bin);
+            c
+        } else {
+            Command::new(&bin)
+        };
+        let child = command
             .arg("--config")
             .arg(&config)
             .env_remove("RUST_LOG")
@@ -143,7 +154,16 @@ impl AgentProcess {
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .with_context(|| format!("spawning {}", bin.display()))?;
+            .with_context(|| {
+                if options.one_cpu {
+                    format!(
+                        "spawning {} under taskset (install util-linux)",
+                        bin.display()
+                    )
+                } else {
+                    format!("spawning {}", bin.display())
+                }
+            })?;
         let mut agent = Self {
             child,
             socket,

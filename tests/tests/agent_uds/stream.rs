@@ -15,7 +15,22 @@ fn call(id: u64, request: Option<PolicyRequest>) -> PolicyCall {
 
 #[tokio::test]
 async fn calls_over_one_stream_are_answered_by_id_as_unary_calls_are() -> anyhow::Result<()> {
-    let agent = AgentProcess::start(&options(policy_data(None))).await?;
+    answered_by_id(options(policy_data(None))).await
+}
+
+/// On one CPU the agent runs one thread and answers each call where it
+/// reads it: the same answers.
+#[tokio::test]
+async fn an_agent_on_one_cpu_answers_the_stream_alike() -> anyhow::Result<()> {
+    answered_by_id(AgentOptions {
+        one_cpu: true,
+        ..options(policy_data(None))
+    })
+    .await
+}
+
+async fn answered_by_id(options: AgentOptions) -> anyhow::Result<()> {
+    let agent = AgentProcess::start(&options).await?;
     let mut client = agent.client().await?;
 
     // Allowed, unauthenticated and forbidden requests, interleaved, from
