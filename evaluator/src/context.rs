@@ -79,8 +79,9 @@ fn body_value(
             mime == "application/json" || mime.ends_with("+json")
         });
     if is_json {
-        match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(v) => return Ok(Value::from(v)),
+        // Straight into the policy value: no `serde_json::Value` between.
+        match serde_json::from_slice::<Value>(body) {
+            Ok(v) => return Ok(v),
             Err(e) if e.to_string().contains("recursion limit") => {
                 return Err(EvalError::InvalidRequest(format!(
                     "{what} body: JSON nested 128 levels deep or more"
@@ -159,8 +160,8 @@ pub fn build_input(req: &PolicyRequest, limits: InputLimits) -> Result<Value, Ev
     let state = if req.state_json.is_empty() {
         Value::new_object()
     } else {
-        match serde_json::from_slice::<serde_json::Value>(&req.state_json) {
-            Ok(v @ serde_json::Value::Object(_)) => Value::from(v),
+        match serde_json::from_slice::<Value>(&req.state_json) {
+            Ok(v @ Value::Object(_)) => v,
             _ => {
                 return Err(EvalError::InvalidRequest(
                     "state_json must be a JSON object".into(),
@@ -220,8 +221,12 @@ pub fn build_input(req: &PolicyRequest, limits: InputLimits) -> Result<Value, Ev
 
 /// A field of the decision document: `None` when absent.
 fn field<'a>(doc: &'a Value, key: &str) -> Option<&'a Value> {
+    // Decisions, outcomes and instructions are objects of a few fields: a
+    // scan finds one without building a key value (an allocation) for it.
     match doc {
-        Value::Object(o) => o.get(&Value::from(key)),
+        Value::Object(o) => o
+            .iter()
+            .find_map(|(k, v)| matches!(k, Value::String(s) if s.as_ref() == key).then_some(v)),
         _ => None,
     }
 }
@@ -536,6 +541,29 @@ mod tests {
         );
         assert_eq!(json["request"]["query_params"]["y"], "a b");
         assert_eq!(json["phase"], "request");
+    }
+
+    #[test]
+    fn json_bodies_parse_as_through_a_json_document() {
+        // Parsed straight into the policy value, a body reads as it would
+        // parsed first as a JSON document: numbers of every kind, escapes,
+        // nesting, duplicate keys (the last one wins).
+        let body = br#"{"n": [0, -1, 1.5, 1e3, 18446744073709551615, 18446744073709551616,
+            -9223372036854775808, 0.1, 12345678901234567890123],
+            "s": "a\u00e9\"\\", "deep": {"a": [{"b": null, "c": true}, []], "e": {}},
+            "dup": 1, "dup": 2}"#;
+        let input = build_input(&request(body, "application/json"), LIMITS).unwrap();
+        let expected = Value::from(serde_json::from_slice::<serde_json::Value>(body).unwrap());
+        assert_eq!(input["request"]["body"], expected);
+        assert_eq!(input["request"]["body"]["dup"], Value::from(2u64));
+
+        let mut req = request(b"", "text/plain");
+        req.state_json = br#"{"count": 3, "keys": ["a"]}"#.to_vec();
+        let input = build_input(&req, LIMITS).unwrap();
+        assert_eq!(
+            input["state"],
+            Value::from(serde_json::json!({"count": 3, "keys": ["a"]}))
+        );
     }
 
     #[test]
