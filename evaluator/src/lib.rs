@@ -40,21 +40,41 @@ pub use registry::{PolicyRegistry, RegisteredPolicy};
 pub use server::{AgentService, CallResults, bind_socket, serve, serve_calls};
 pub use worker::{EnginePath, Evaluation, evaluate};
 
-/// The async runtime of the agent and the kernel binaries: one thread when
-/// the process may use one CPU (a sidecar pinned or limited to one core),
-/// where work stealing has nothing to steal and only adds its bookkeeping
-/// to every wake-up; a worker per CPU otherwise.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+/// How a process that may use one CPU runs its tasks (see [`runtime`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OneCpu {
+    /// Tasks woken together run in turn, first woken first, and what they
+    /// write leaves together: the fewest wake-ups and writes. For the agent
+    /// and the kernel in front of one: calls and answers cross the socket
+    /// in batches, and the two processes take turns on the CPU less often.
+    Batch,
+    /// A task woken by the one that just ran runs next (the LIFO slot of
+    /// tokio's multi-thread scheduler, with one worker): an answer is
+    /// handed to Envoy's connection and written before the next evaluation
+    /// starts, instead of after every evaluation of the batch. Lower
+    /// latency for some more CPU; for the kernel with the agent core
+    /// embedded (ADR 0008).
+    AnswerFirst,
+}
+
+/// The async runtime of the agent and the kernel binaries: a worker per
+/// CPU; when the process may use one CPU (a sidecar pinned or limited to one
+/// core), where work stealing has nothing to steal, one thread scheduled as
+/// `one_cpu` says.
+pub fn runtime(one_cpu: OneCpu) -> std::io::Result<tokio::runtime::Runtime> {
     // (`available_parallelism` counts the CPUs of the affinity mask and
     // the cgroup's quota.)
-    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
-    if one_cpu {
-        tokio::runtime::Builder::new_current_thread()
+    let single = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    match (single, one_cpu) {
+        (true, OneCpu::Batch) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
+            .build(),
+        (true, OneCpu::AnswerFirst) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
-            .build()
+            .build(),
+        (false, _) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
     }
 }

@@ -32,7 +32,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    match policy_agent::runtime() {
+    match policy_agent::runtime(policy_agent::OneCpu::Batch) {
         Ok(runtime) => runtime.block_on(agent_main()),
         Err(e) => {
             eprintln!("policy-agent: cannot start the async runtime: {e}");

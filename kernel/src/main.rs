@@ -96,7 +96,15 @@ fn main() -> ExitCode {
         }
     };
     policy_agent::logging::init("kernel", args.log_format, &level);
-    let runtime = match policy_agent::runtime() {
+    // On one CPU the kernel in front of an agent batches (its calls and
+    // answers cross the socket together); with the agent core embedded it
+    // writes each answer before it starts the next evaluation.
+    let one_cpu = if embedded.is_some() {
+        policy_agent::OneCpu::AnswerFirst
+    } else {
+        policy_agent::OneCpu::Batch
+    };
+    let runtime = match policy_agent::runtime(one_cpu) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("policy-kernel: cannot start the async runtime: {e}");

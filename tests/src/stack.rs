@@ -125,6 +125,11 @@ pub struct StackOptions {
     /// --embedded-agent`, its configuration in the kernel config's
     /// `embedded_agent` section) instead of a `policy-agent` process.
     pub embedded_agent: bool,
+    /// Runs `policy-kernel` on one CPU (`taskset -c 0`, util-linux), as a
+    /// sidecar limited to one core runs: one thread, scheduled to batch in
+    /// front of an agent and to answer first with the agent core embedded
+    /// (`policy_agent::OneCpu`).
+    pub kernel_one_cpu: bool,
     /// Kernel and agent export every trace (`sampling_rate: 1.0`) to this
     /// OTLP/gRPC endpoint (see [`crate::otlp::OtlpReceiver`]); `None`:
     /// tracing off.
@@ -148,6 +153,7 @@ impl Default for StackOptions {
             degraded: None,
             ops_routes: false,
             embedded_agent: false,
+            kernel_one_cpu: false,
             otlp_endpoint: None,
         }
     }
@@ -277,7 +283,13 @@ impl Stack {
             &kernel_config_path,
             &serde_yaml_ng::to_string(&kernel_config)?,
         )?;
-        let mut command = Command::new(&kernel_bin);
+        let mut command = if options.kernel_one_cpu {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"]).arg(&kernel_bin);
+            c
+        } else {
+            Command::new(&kernel_bin)
+        };
         command
             .arg("--config")
             .arg(&kernel_config_path)

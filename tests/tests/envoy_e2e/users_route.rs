@@ -8,23 +8,39 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_route_authenticates_transforms_and_rate_limits() -> anyhow::Result<()> {
-    users_route(false).await
+    users_route(false, false).await
 }
 
 /// The same behaviour with the agent core inside the kernel
 /// (`policy-kernel --embedded-agent`, no Unix socket hop).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_route_behaves_the_same_with_the_embedded_agent() -> anyhow::Result<()> {
-    users_route(true).await
+    users_route(true, false).await
 }
 
-async fn users_route(embedded_agent: bool) -> anyhow::Result<()> {
+/// The same with the embedded agent on one CPU (`taskset -c 0`): the
+/// kernel's one-thread runtime that writes each answer before the next
+/// evaluation (`OneCpu::AnswerFirst`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_route_behaves_the_same_with_the_embedded_agent_on_one_cpu() -> anyhow::Result<()> {
+    users_route(true, true).await
+}
+
+/// The same with the kernel on one CPU in front of its agent: the
+/// kernel's one-thread runtime that batches (`OneCpu::Batch`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_route_behaves_the_same_with_the_kernel_on_one_cpu() -> anyhow::Result<()> {
+    users_route(false, true).await
+}
+
+async fn users_route(embedded_agent: bool, kernel_one_cpu: bool) -> anyhow::Result<()> {
     // A bucket of 3 that refills one token per 100 s: nothing refills
     // while the test runs.
     let stack = Stack::start(StackOptions {
         users_requests_per_second: 0.01,
         users_burst: 3,
         embedded_agent,
+        kernel_one_cpu,
         ..options()
     })
     .await?;
