@@ -9,7 +9,9 @@
 #   bench/load/ab.sh --a DIR_A --b DIR_B [--pairs 4] [run.sh options...]
 #
 # DIR_A and DIR_B are cargo target directories (the binaries in
-# DIR/release: policy-kernel, policy-agent, noop_extproc, upstream), e.g.
+# DIR/release: policy-kernel, policy-agent, noop_extproc, upstream, and
+# policy-journal and policyctl for the journal setup, which run.sh measures
+# unless --setups leaves it out), e.g.
 #
 #   cargo build --release -p policy-kernel -p policy-agent -p policy-bench --bins
 #   mkdir -p /tmp/a/release && cp target/release/{policy-kernel,policy-agent,noop_extproc,upstream} /tmp/a/release/
@@ -40,8 +42,14 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -n $A && -n $B ]] || { usage >&2; exit 2; }
 [[ $PAIRS =~ ^[1-9][0-9]*$ ]] || { echo "ab.sh: --pairs must be a positive integer" >&2; exit 2; }
+NEED=(policy-kernel policy-agent noop_extproc upstream)
+setups="noop embedded kernel journal"
+for ((k = 0; k < ${#PASS[@]}; k++)); do
+  [[ ${PASS[k]} == --setups ]] && setups=${PASS[k + 1]:-}
+done
+[[ " $setups " == *" journal "* ]] && NEED+=(policy-journal policyctl)
 for dir in "$A" "$B"; do
-  for bin in policy-kernel policy-agent noop_extproc upstream; do
+  for bin in "${NEED[@]}"; do
     [[ -x $dir/release/$bin ]] || { echo "ab.sh: $dir/release/$bin not found (build it and copy it there)" >&2; exit 2; }
   done
 done
