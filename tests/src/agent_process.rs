@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -138,13 +138,7 @@ impl AgentProcess {
         )?;
         let log = dir.path().join("agent.stderr");
         let stderr = File::create(&log)?;
-        let mut command = if options.one_cpu {
-            let mut c = Command::new("taskset");
-            c.args(["-c", "0"]).arg(&bin);
-            c
-        } else {
-            Command::new(&bin)
-        };
+        let mut command = crate::stack::process::command(&bin, options.one_cpu);
         let child = command
             .arg("--config")
             .arg(&config)

@@ -283,13 +283,7 @@ impl Stack {
             &kernel_config_path,
             &serde_yaml_ng::to_string(&kernel_config)?,
         )?;
-        let mut command = if options.kernel_one_cpu {
-            let mut c = Command::new("taskset");
-            c.args(["-c", "0"]).arg(&kernel_bin);
-            c
-        } else {
-            Command::new(&kernel_bin)
-        };
+        let mut command = process::command(&kernel_bin, options.kernel_one_cpu);
         command
             .arg("--config")
             .arg(&kernel_config_path)

@@ -137,6 +137,18 @@ fn build_kernel() -> anyhow::Result<PathBuf> {
     workspace_binary("policy-kernel", "policy-kernel")
 }
 
+/// A command running `bin`; with `one_cpu`, under `taskset -c 0`
+/// (util-linux), as a sidecar limited to one CPU runs.
+pub fn command(bin: &Path, one_cpu: bool) -> Command {
+    if one_cpu {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
 /// Binary `bin` of workspace package `package`, built with the profile the
 /// tests were built with (a no-op when `cargo build --workspace --bins` ran).
 pub fn workspace_binary(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
