@@ -23,6 +23,7 @@ mod policyset;
 mod records;
 mod registry;
 mod server;
+pub mod spin;
 pub mod traces;
 mod worker;
 
@@ -57,24 +58,101 @@ pub enum OneCpu {
     AnswerFirst,
 }
 
+/// How long a runtime on a CPU of its own keeps polling after a burst of
+/// work before its CPU may go idle (see [`spin`]) when `--idle-poll-us`
+/// is not given.
+pub const DEFAULT_IDLE_POLL: std::time::Duration = std::time::Duration::from_micros(500);
+
+/// Whether a runtime keeps its CPU awake between bursts of work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdlePolling {
+    /// For up to this long after the runtime last ran out of work.
+    On(std::time::Duration),
+    /// Off: not asked for (0, or by default on more than one CPU).
+    Off,
+    /// Asked for, but its thread could not be started or put in the idle
+    /// scheduling class.
+    Refused(String),
+}
+
+impl IdlePolling {
+    /// Logs the choice at startup (a warning when it was refused).
+    pub fn log(&self) {
+        match self {
+            IdlePolling::Refused(_) => tracing::warn!("{self}"),
+            _ => tracing::info!("{self}"),
+        }
+    }
+}
+
+impl std::fmt::Display for IdlePolling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdlePolling::On(d) => write!(
+                f,
+                "idle polling for {} µs after each burst of work",
+                d.as_micros()
+            ),
+            IdlePolling::Off => f.write_str("idle polling off"),
+            IdlePolling::Refused(e) => write!(f, "idle polling off: {e}"),
+        }
+    }
+}
+
+/// The idle polling a process gets for `--idle-poll-us` (`requested`, in
+/// microseconds; 0 turns it off). By default [`DEFAULT_IDLE_POLL`] for a
+/// process that batches on one CPU ([`OneCpu::Batch`]: the agent and the
+/// kernel in front of one) when it is pinned to that CPU (its affinity
+/// mask, as a sidecar with a dedicated core runs); off otherwise. A process
+/// limited to one CPU by a cgroup quota alone is not pinned: what its
+/// polling thread spends on another core would count against the quota of
+/// the thread that serves. The embedded kernel ([`OneCpu::AnswerFirst`])
+/// answers each message as soon as it is evaluated and gains nothing: in
+/// paired load runs its polling CPU only made Envoy's side busier
+/// (`docs/adr/0009-idle-polling.md`).
+pub fn idle_poll_budget(requested: Option<u64>, one_cpu: OneCpu) -> Option<std::time::Duration> {
+    let budget = match requested {
+        Some(us) => std::time::Duration::from_micros(us),
+        None if one_cpu == OneCpu::Batch && pinned_to_one_cpu() => DEFAULT_IDLE_POLL,
+        None => return None,
+    };
+    (!budget.is_zero()).then_some(budget)
+}
+
+fn pinned_to_one_cpu() -> bool {
+    rustix::thread::sched_getaffinity(None).is_ok_and(|set| set.count() == 1)
+}
+
 /// The async runtime of the agent and the kernel binaries: a worker per
 /// CPU; when the process may use one CPU (a sidecar pinned or limited to one
 /// core), where work stealing has nothing to steal, one thread scheduled as
-/// `one_cpu` says.
-pub fn runtime(one_cpu: OneCpu) -> std::io::Result<tokio::runtime::Runtime> {
+/// `one_cpu` says. With `idle_poll` (see [`idle_poll_budget`]), the CPU is
+/// kept awake for that long after the runtime runs out of work.
+pub fn runtime(
+    one_cpu: OneCpu,
+    idle_poll: Option<std::time::Duration>,
+) -> std::io::Result<(tokio::runtime::Runtime, IdlePolling)> {
     // (`available_parallelism` counts the CPUs of the affinity mask and
     // the cgroup's quota.)
     let single = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
-    match (single, one_cpu) {
-        (true, OneCpu::Batch) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        (true, OneCpu::AnswerFirst) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build(),
-        (false, _) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
-    }
+    let mut builder = match (single, one_cpu) {
+        (true, OneCpu::Batch) => tokio::runtime::Builder::new_current_thread(),
+        (true, OneCpu::AnswerFirst) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(1);
+            b
+        }
+        (false, _) => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all();
+    let polling = match idle_poll.map(spin::IdlePoll::start) {
+        None => IdlePolling::Off,
+        Some(Ok(poll)) => {
+            let budget = poll.budget();
+            builder.on_thread_park(move || poll.parked());
+            IdlePolling::On(budget)
+        }
+        Some(Err(e)) => IdlePolling::Refused(e),
+    };
+    Ok((builder.build()?, polling))
 }

@@ -29,11 +29,19 @@ struct Args {
     /// component, request_id, message, metadata) or `pretty`.
     #[arg(long, default_value = "pretty")]
     log_format: LogFormat,
+    /// Keep this process's CPU awake for this many microseconds after its
+    /// runtime runs out of work, with a thread of the idle scheduling class
+    /// (0: off). Default: 500 when the process is pinned to one CPU (its
+    /// affinity mask), off otherwise and for the embedded kernel.
+    #[arg(long, env = "POLICY_IDLE_POLL_US", value_name = "MICROSECONDS")]
+    idle_poll_us: Option<u64>,
 }
 
 fn main() -> std::process::ExitCode {
-    match policy_agent::runtime(policy_agent::OneCpu::Batch) {
-        Ok(runtime) => runtime.block_on(agent_main()),
+    let args = Args::parse();
+    let idle_poll = policy_agent::idle_poll_budget(args.idle_poll_us, policy_agent::OneCpu::Batch);
+    match policy_agent::runtime(policy_agent::OneCpu::Batch, idle_poll) {
+        Ok((runtime, polling)) => runtime.block_on(agent_main(args, polling)),
         Err(e) => {
             eprintln!("policy-agent: cannot start the async runtime: {e}");
             std::process::ExitCode::FAILURE
@@ -41,8 +49,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn agent_main() -> std::process::ExitCode {
-    let args = Args::parse();
+async fn agent_main(args: Args, polling: policy_agent::IdlePolling) -> std::process::ExitCode {
     let config = match AgentConfig::load(&args.config) {
         Ok(mut c) => {
             if let Some(socket) = args.socket {
@@ -56,6 +63,7 @@ async fn agent_main() -> std::process::ExitCode {
         }
     };
     policy_agent::logging::init("agent", args.log_format, &config.log_level);
+    polling.log();
     let traces = match policy_agent::traces::init("policy-agent", &config.tracing) {
         Ok(t) => t,
         Err(e) => {

@@ -39,6 +39,12 @@ struct Args {
     #[arg(long, value_name = "AGENT_CONFIG", num_args = 0..=1)]
     #[allow(clippy::option_option)]
     embedded_agent: Option<Option<PathBuf>>,
+    /// Keep this process's CPU awake for this many microseconds after its
+    /// runtime runs out of work, with a thread of the idle scheduling class
+    /// (0: off). Default: 500 when the process is pinned to one CPU (its
+    /// affinity mask), off otherwise and for the embedded kernel.
+    #[arg(long, env = "POLICY_IDLE_POLL_US", value_name = "MICROSECONDS")]
+    idle_poll_us: Option<u64>,
 }
 
 async fn shutdown_signal() {
@@ -104,8 +110,12 @@ fn main() -> ExitCode {
     } else {
         policy_agent::OneCpu::Batch
     };
-    let runtime = match policy_agent::runtime(one_cpu) {
-        Ok(r) => r,
+    let idle_poll = policy_agent::idle_poll_budget(args.idle_poll_us, one_cpu);
+    let runtime = match policy_agent::runtime(one_cpu, idle_poll) {
+        Ok((r, polling)) => {
+            polling.log();
+            r
+        }
         Err(e) => {
             eprintln!("policy-kernel: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
