@@ -373,6 +373,17 @@ to_ms() { awk -v v="$1" 'BEGIN {
   else printf "nan" }'; }
 
 # ---------------------------------------------------------------- measure
+# wrk prints p50/75/90/99 only; the tail's shape (a wide distribution or a
+# few stalls) shows in the percentiles between and beyond.
+cat >"$WORK/tail.lua" <<'LUA'
+done = function(summary, latency, requests)
+  io.write("tail")
+  for _, p in ipairs({90, 95, 99, 99.9}) do
+    io.write(string.format(" p%g %.2f", p, latency:percentile(p) / 1000))
+  end
+  io.write(string.format(" max %.2f\n", latency.max / 1000))
+end
+LUA
 declare -A RPS P50 P99 RSS RSS_DETAIL CPU CPU_DETAIL MCPU ERRS NAMES GROWTH
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -395,7 +406,7 @@ measure() {      # measure noop|kernel ROUND
       sleep 5
     done ) >"$samples" &
   local sampler=$!
-  "${REST[@]}" wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency -H "X-API-Key: $API_KEY" "$URL" >"$out" 2>&1 \
+  "${REST[@]}" wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency -s "$WORK/tail.lua" -H "X-API-Key: $API_KEY" "$URL" >"$out" 2>&1 \
     || die "wrk failed: $(cat "$out")"
   m1=$(machine_ticks)
   kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
@@ -432,6 +443,7 @@ measure() {      # measure noop|kernel ROUND
   RSS[$key]=$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')
   RSS_DETAIL[$key]=$detail
   log "$setup round $round: $requests requests, ${RPS[$key]} req/s, p50 ${P50[$key]} ms, p99 ${P99[$key]} ms, ${ERRS[$key]}"
+  log "  latency tail (ms): $(awk '/^tail / { sub(/^tail /, ""); print }' "$out")"
   log "  Envoy ext_proc counters: $(envoy_extproc_stats)"
   log "  RSS during the run (first sample -> last): ${GROWTH[$key]}"
   if [[ $setup == journal ]]; then
