@@ -15,21 +15,33 @@ fn call(id: u64, request: Option<PolicyRequest>) -> PolicyCall {
 
 #[tokio::test]
 async fn calls_over_one_stream_are_answered_by_id_as_unary_calls_are() -> anyhow::Result<()> {
-    answered_by_id(options(policy_data(None))).await
+    let log = answered_by_id(options(policy_data(None))).await?;
+    // Not pinned (on a machine of more than one CPU): no idle polling.
+    if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
+        assert!(log.contains("idle polling off"), "agent log:\n{log}");
+    }
+    Ok(())
 }
 
 /// On one CPU the agent runs one thread and answers each call where it
 /// reads it: the same answers.
 #[tokio::test]
 async fn an_agent_on_one_cpu_answers_the_stream_alike() -> anyhow::Result<()> {
-    answered_by_id(AgentOptions {
+    let log = answered_by_id(AgentOptions {
         one_cpu: true,
         ..options(policy_data(None))
     })
-    .await
+    .await?;
+    // Pinned to one CPU: it polls its idle gaps by default (ADR 0009).
+    assert!(
+        log.contains("idle polling for 500 µs after each burst of work"),
+        "agent log:\n{log}"
+    );
+    Ok(())
 }
 
-async fn answered_by_id(options: AgentOptions) -> anyhow::Result<()> {
+/// Runs the calls on an agent started with `options`; its log.
+async fn answered_by_id(options: AgentOptions) -> anyhow::Result<String> {
     let agent = AgentProcess::start(&options).await?;
     let mut client = agent.client().await?;
 
@@ -99,7 +111,7 @@ async fn answered_by_id(options: AgentOptions) -> anyhow::Result<()> {
         };
         assert_eq!(streamed.code(), expected, "call {id}: {streamed:?}");
     }
-    Ok(())
+    Ok(agent.stderr_log())
 }
 
 #[tokio::test]

@@ -143,5 +143,22 @@ async fn users_route(embedded_agent: bool, kernel_one_cpu: bool) -> anyhow::Resu
         expect_error_body("burst exhausted", &r, "rate limit exceeded")?;
         expect_upstream_saw(&stack, "burst exhausted", &id, 0)?;
     }
+    // Idle polling (ADR 0009): by default only for the kernel in front of
+    // an agent, pinned to one CPU.
+    let kernel_log = std::fs::read_to_string(stack.dir().join("kernel.log"))?;
+    let want = if kernel_one_cpu && !embedded_agent {
+        Some("idle polling for 500")
+    } else if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) || embedded_agent {
+        Some("idle polling off")
+    } else {
+        None
+    };
+    if let Some(want) = want {
+        ensure!(
+            kernel_log.contains(want),
+            "kernel log: want {want:?}:\n{}",
+            stack.logs(40)
+        );
+    }
     Ok(())
 }
