@@ -68,7 +68,7 @@ pub const DEFAULT_IDLE_POLL: std::time::Duration = std::time::Duration::from_mic
 pub enum IdlePolling {
     /// For up to this long after the runtime last ran out of work.
     On(std::time::Duration),
-    /// Off: not asked for (0, or by default on more than one CPU).
+    /// Off: 0 asked for, or the default (see [`idle_poll_budget`]) off.
     Off,
     /// Asked for, but its thread could not be started or put in the idle
     /// scheduling class.
