@@ -385,3 +385,30 @@ async fn envoy_processing_modes_decide_without_mode_override() {
     );
     common(&stream.send(first).await, "request_headers");
 }
+
+#[tokio::test]
+async fn a_stream_ended_before_the_response_body_counts_body_missing() {
+    // Envoy said it would buffer the response body, answered the response
+    // headers, then ended the stream (the upstream reset, a local reply):
+    // the transform never ran, and the kernel says so once the stream ends.
+    let s = setup(&users_routes()).await;
+    let mut stream = Stream::open(s.kernel.ext_proc).await;
+    let first = with_protocol(
+        request_headers(Some("/api/v1/users"), &[("x-api-key", ALICE_KEY)], true),
+        BodySendMode::None,
+        BodySendMode::Buffered,
+    );
+    common(&stream.send(first).await, "request_headers");
+    let answer = stream
+        .send(response_headers(
+            200,
+            &[("content-type", "application/json")],
+            false,
+        ))
+        .await;
+    common(&answer, "response_headers");
+    let missing = "policy_kernel_requests_total{route=\"/api/v1/users\",agent=\"default-agent\",status=\"body_missing\"}";
+    assert_eq!(metric(s.kernel.metrics, missing).await, 0.0);
+    stream.close().await;
+    assert_eq!(metric(s.kernel.metrics, missing).await, 1.0);
+}

@@ -213,6 +213,18 @@ impl Stream {
             .unwrap()
             .expect("stream closed without an answer")
     }
+
+    /// Ends the client's side, as Envoy does after its last message, and
+    /// waits for the kernel to end its side with no further answer.
+    pub async fn close(self) {
+        let Self { tx, mut rx } = self;
+        drop(tx);
+        let last = tokio::time::timeout(Duration::from_secs(20), rx.message())
+            .await
+            .expect("stream not ended within 20 s")
+            .unwrap();
+        assert!(last.is_none(), "an answer after the last message: {last:?}");
+    }
 }
 
 fn header_map(headers: &[(&str, &str)]) -> HeaderMap {
