@@ -43,6 +43,10 @@ pub enum CallError {
     Unavailable { agent: String, reason: String },
     #[error("agent `{agent}` is overloaded: {reason}")]
     Overloaded { agent: String, reason: String },
+    /// The connection broke after the call was sent: unreachable, but the
+    /// agent may have run the call, so it is not retried.
+    #[error("agent `{agent}` connection lost during the call: {reason}")]
+    Lost { agent: String, reason: String },
     #[error("agent `{agent}` did not answer within {ms} ms")]
     Timeout { agent: String, ms: u64 },
     #[error("agent `{agent}` failed: {code}: {message}")]
@@ -245,6 +249,9 @@ impl AgentHandle {
         let reason = status.message().to_string();
         match status.code() {
             tonic::Code::Unavailable => CallError::Unavailable { agent, reason },
+            tonic::Code::Unknown if status.metadata().contains_key(crate::calls::LOST_CALL) => {
+                CallError::Lost { agent, reason }
+            }
             tonic::Code::ResourceExhausted => CallError::Overloaded { agent, reason },
             tonic::Code::DeadlineExceeded => CallError::Timeout {
                 agent,

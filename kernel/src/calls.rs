@@ -7,9 +7,9 @@
 //! restarted, the connection broke). When it ends, a waiting call that was
 //! never handed to the connection fails `UNAVAILABLE`, the error of an
 //! unreachable agent, which the caller may retry; one that was handed over
-//! fails `UNKNOWN`, as a unary call cut off mid-way does: the agent may have
-//! run it (rate-limit tokens taken, a decision recorded), so it is not
-//! retried. An agent without the call stream (`UNIMPLEMENTED`) is called
+//! fails `UNKNOWN` marked [`LOST_CALL`]: the agent is just as unreachable
+//! (`fail_open` applies), but it may have run the call (rate-limit tokens
+//! taken, a decision recorded), so it is not retried. An agent without the call stream (`UNIMPLEMENTED`) is called
 //! with unary `ExecutePolicies` from then on.
 
 use std::collections::HashMap;
@@ -26,6 +26,19 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
+
+/// Metadata key marking the error of a call that the connection lost after
+/// handing it over (see the module documentation).
+pub const LOST_CALL: &str = "policy-engine-lost-call";
+
+/// The error of a call lost after it was handed over.
+fn lost(message: String) -> Status {
+    let mut status = Status::unknown(message);
+    status
+        .metadata_mut()
+        .insert(LOST_CALL, tonic::metadata::MetadataValue::from_static("1"));
+    status
+}
 
 /// Calls queued for the stream before a caller waits to send.
 const QUEUED_CALLS: usize = 1024;
@@ -153,8 +166,8 @@ impl CallStream {
         // (A waiter is only dropped unanswered if the routing task is gone:
         // the call may have run, so it is not one to retry.)
         let answer = rx.await.unwrap_or_else(|_| {
-            Err(Status::unknown(
-                "the agent's call stream lost the call before it was answered",
+            Err(lost(
+                "the agent's call stream lost the call before it was answered".into(),
             ))
         });
         registered.answered = true;
@@ -259,7 +272,7 @@ async fn route_answers(link: std::sync::Weak<Link>, mut answers: Streaming<Polic
     }
     for (_, waiter) in waiting {
         let status = if waiter.sent {
-            Status::unknown(format!(
+            lost(format!(
                 "the agent's call stream ended before the call was answered: {detail}"
             ))
         } else {

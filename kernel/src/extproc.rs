@@ -516,9 +516,9 @@ impl Exchange {
             Err(e) => {
                 let outcome = match e {
                     CallError::Timeout { .. } => Outcome::AgentTimeout,
-                    CallError::Unavailable { .. } | CallError::Overloaded { .. } => {
-                        Outcome::AgentUnavailable
-                    }
+                    CallError::Unavailable { .. }
+                    | CallError::Overloaded { .. }
+                    | CallError::Lost { .. } => Outcome::AgentUnavailable,
                     CallError::Failed { .. } => Outcome::AgentError,
                 };
                 if outcome == Outcome::AgentTimeout {

@@ -174,6 +174,34 @@ async fn agent_down_denies_with_503_unless_fail_open() {
     assert_agent_unavailable(&first_answer(&kernel).await, true);
 }
 
+#[tokio::test]
+async fn an_agent_that_dies_with_the_call_under_way_is_unavailable_not_an_error() {
+    for fail_open in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("dying.sock");
+        let dying = FakeAgent::new(&["p", "q"], |_, _| {
+            std::future::pending::<Result<PolicyResponse, tonic::Status>>()
+        });
+        let agent = dying.serve_killable(&socket);
+        let kernel = kernel_for(dir.path(), &socket, 5000, fail_open).await;
+        let mut stream = Stream::open(kernel.ext_proc).await;
+        let answer =
+            tokio::spawn(async move { stream.send(request_headers(Some("/r"), &[], true)).await });
+        // The call reached the agent, which dies before it answers.
+        for _ in 0..500 {
+            if !dying.calls().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(dying.calls().len(), 1, "the call never reached the agent");
+        agent.kill().await;
+        let answer = answer.await.unwrap();
+        assert_agent_unavailable(&answer, fail_open);
+        assert_eq!(metric(kernel.metrics, UNAVAILABLE_TOTAL).await, 1.0);
+    }
+}
+
 /// The kernel's count of requests answered for an unavailable agent.
 const UNAVAILABLE_TOTAL: &str = "policy_kernel_requests_total{route=\"/r\",agent=\"default-agent\",status=\"agent_unavailable\"}";
 

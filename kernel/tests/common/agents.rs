@@ -31,6 +31,29 @@ pub struct RunningAgent {
     task: Option<JoinHandle<()>>,
 }
 
+/// A fake agent on a runtime of its own (see [`FakeAgent::serve_killable`]).
+pub struct KillableAgent {
+    socket: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KillableAgent {
+    /// Ends the agent at once: its runtime, connections and calls under way
+    /// go, and the socket file with them.
+    pub async fn kill(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            tokio::task::spawn_blocking(move || thread.join().unwrap())
+                .await
+                .unwrap();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
 impl RunningAgent {
     /// Stops serving and removes the socket file.
     pub async fn stop(mut self) {
@@ -153,6 +176,38 @@ impl FakeAgent {
 
     pub fn calls(&self) -> Vec<PolicyRequest> {
         self.calls.lock().unwrap().clone()
+    }
+
+    /// Serves on `socket` on a runtime of its own, which
+    /// [`KillableAgent::kill`] drops with every connection and the calls
+    /// they carry, as when the agent process dies.
+    pub fn serve_killable(&self, socket: &Path) -> KillableAgent {
+        let _ = std::fs::remove_file(socket);
+        let std_listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let svc = PolicyAgentServer::new(self.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::UnixListener::from_std(std_listener).unwrap();
+                tokio::select! {
+                    r = tonic::transport::Server::builder()
+                        .add_service(svc)
+                        .serve_with_incoming(UnixListenerStream::new(listener)) => r.unwrap(),
+                    _ = stopped => {}
+                }
+            });
+            // Dropping `rt` here ends every connection task.
+        });
+        KillableAgent {
+            socket: socket.to_path_buf(),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 
     /// Serves on `socket` until the returned agent is stopped.
