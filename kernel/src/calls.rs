@@ -9,8 +9,9 @@
 //! unreachable agent, which the caller may retry; one that was handed over
 //! fails `UNKNOWN` marked [`LOST_CALL`]: the agent is just as unreachable
 //! (`fail_open` applies), but it may have run the call (rate-limit tokens
-//! taken, a decision recorded), so it is not retried. An agent without the call stream (`UNIMPLEMENTED`) is called
-//! with unary `ExecutePolicies` from then on.
+//! taken, a decision recorded), so it is not retried. An agent without the
+//! call stream (`UNIMPLEMENTED`) is called with unary `ExecutePolicies`
+//! from then on.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -9,6 +9,7 @@ mod common;
 
 use common::*;
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::HeaderSendMode;
+use envoy_types::pb::envoy::service::ext_proc::v3::ProcessingRequest;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response as Answer;
 use serde_json::json;
 
@@ -35,6 +36,21 @@ async fn setup_with(routes: &str, mode_override: bool) -> Setup {
         kernel,
     }
 }
+
+/// Alice's request headers on `/api/v1/users`, with Envoy saying it sends
+/// no request body and buffers the response body (the route's
+/// per-route `processing_mode`).
+fn users_headers_response_body_buffered() -> ProcessingRequest {
+    with_protocol(
+        request_headers(Some("/api/v1/users"), &[("x-api-key", ALICE_KEY)], true),
+        BodySendMode::None,
+        BodySendMode::Buffered,
+    )
+}
+
+/// The kernel's count of `/api/v1/users` requests whose chain never got
+/// the body it needs.
+const BODY_MISSING_TOTAL: &str = "policy_kernel_requests_total{route=\"/api/v1/users\",agent=\"default-agent\",status=\"body_missing\"}";
 
 async fn setup(routes: &str) -> Setup {
     setup_with(routes, false).await
@@ -322,11 +338,7 @@ async fn envoy_processing_modes_decide_without_mode_override() {
     let s = setup(&users_routes()).await;
     // Envoy buffers this route's response body (per-route processing_mode).
     let mut stream = Stream::open(s.kernel.ext_proc).await;
-    let first = with_protocol(
-        request_headers(Some("/api/v1/users"), &[("x-api-key", ALICE_KEY)], true),
-        BodySendMode::None,
-        BodySendMode::Buffered,
-    );
+    let first = users_headers_response_body_buffered();
     let answer = stream.send(first).await;
     assert_eq!(
         set_headers(common(&answer, "request_headers"))["x-user-id"],
@@ -367,14 +379,7 @@ async fn envoy_processing_modes_decide_without_mode_override() {
     let answer = stream.send(first).await;
     assert_eq!(immediate_status(&answer), 500);
     assert_eq!(immediate(&answer).details, "body_missing");
-    assert_eq!(
-        metric(
-            s.kernel.metrics,
-            "policy_kernel_requests_total{route=\"/api/v1/users\",agent=\"default-agent\",status=\"body_missing\"}"
-        )
-        .await,
-        1.0
-    );
+    assert_eq!(metric(s.kernel.metrics, BODY_MISSING_TOTAL).await, 1.0);
 
     // Routes that need no body are unaffected by the modes.
     let mut stream = Stream::open(s.kernel.ext_proc).await;
@@ -393,11 +398,7 @@ async fn a_stream_ended_before_the_response_body_counts_body_missing() {
     // the transform never ran, and the kernel says so once the stream ends.
     let s = setup(&users_routes()).await;
     let mut stream = Stream::open(s.kernel.ext_proc).await;
-    let first = with_protocol(
-        request_headers(Some("/api/v1/users"), &[("x-api-key", ALICE_KEY)], true),
-        BodySendMode::None,
-        BodySendMode::Buffered,
-    );
+    let first = users_headers_response_body_buffered();
     common(&stream.send(first).await, "request_headers");
     let answer = stream
         .send(response_headers(
@@ -407,8 +408,7 @@ async fn a_stream_ended_before_the_response_body_counts_body_missing() {
         ))
         .await;
     common(&answer, "response_headers");
-    let missing = "policy_kernel_requests_total{route=\"/api/v1/users\",agent=\"default-agent\",status=\"body_missing\"}";
-    assert_eq!(metric(s.kernel.metrics, missing).await, 0.0);
+    assert_eq!(metric(s.kernel.metrics, BODY_MISSING_TOTAL).await, 0.0);
     stream.close().await;
-    assert_eq!(metric(s.kernel.metrics, missing).await, 1.0);
+    assert_eq!(metric(s.kernel.metrics, BODY_MISSING_TOTAL).await, 1.0);
 }
