@@ -11,7 +11,8 @@
 //! (`fail_open` applies), but it may have run the call (rate-limit tokens
 //! taken, a decision recorded), so it is not retried. An agent without the
 //! call stream (`UNIMPLEMENTED`) is called with unary `ExecutePolicies`
-//! from then on.
+//! from then on; a unary call whose connection breaks (tonic's transport
+//! error, `UNKNOWN`) is lost in the same way.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +40,19 @@ fn lost(message: String) -> Status {
         .metadata_mut()
         .insert(LOST_CALL, tonic::metadata::MetadataValue::from_static("1"));
     status
+}
+
+/// Whether `status` is the connection's failure (tonic's transport error
+/// among its sources) rather than an answer of the agent.
+fn broken_connection(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<tonic::transport::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Calls queued for the stream before a caller waits to send.
@@ -181,6 +195,16 @@ impl CallStream {
             .execute_policies(req)
             .await
             .map(tonic::Response::into_inner)
+            .map_err(|status| {
+                if status.code() == Code::Unknown && broken_connection(&status) {
+                    lost(format!(
+                        "the agent's connection broke during the call: {}",
+                        status.message()
+                    ))
+                } else {
+                    status
+                }
+            })
     }
 
     /// Opens the stream when there is none (or it ended); `None` when the

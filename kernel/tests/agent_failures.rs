@@ -176,12 +176,17 @@ async fn agent_down_denies_with_503_unless_fail_open() {
 
 #[tokio::test]
 async fn an_agent_that_dies_with_the_call_under_way_is_unavailable_not_an_error() {
-    for fail_open in [false, true] {
+    // Over the call stream, and over unary calls (an agent without the
+    // stream); with and without fail_open.
+    for (unary, fail_open) in [(false, false), (false, true), (true, false), (true, true)] {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("dying.sock");
-        let dying = FakeAgent::new(&["p", "q"], |_, _| {
+        let mut dying = FakeAgent::new(&["p", "q"], |_, _| {
             std::future::pending::<Result<PolicyResponse, tonic::Status>>()
         });
+        if unary {
+            dying = dying.unary_only();
+        }
         let agent = dying.serve_killable(&socket);
         let kernel = kernel_for(dir.path(), &socket, 5000, fail_open).await;
         let mut stream = Stream::open(kernel.ext_proc).await;
@@ -198,7 +203,11 @@ async fn an_agent_that_dies_with_the_call_under_way_is_unavailable_not_an_error(
         agent.kill().await;
         let answer = answer.await.unwrap();
         assert_agent_unavailable(&answer, fail_open);
-        assert_eq!(metric(kernel.metrics, UNAVAILABLE_TOTAL).await, 1.0);
+        assert_eq!(
+            metric(kernel.metrics, UNAVAILABLE_TOTAL).await,
+            1.0,
+            "unary: {unary}"
+        );
     }
 }
 
