@@ -45,14 +45,8 @@ fn lost(message: String) -> Status {
 /// Whether `status` is the connection's failure (tonic's transport error
 /// among its sources) rather than an answer of the agent.
 fn broken_connection(status: &Status) -> bool {
-    let mut source = std::error::Error::source(status);
-    while let Some(e) = source {
-        if e.is::<tonic::transport::Error>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
+    std::iter::successors(std::error::Error::source(status), |e| e.source())
+        .any(|e| e.is::<tonic::transport::Error>())
 }
 
 /// Calls queued for the stream before a caller waits to send.
